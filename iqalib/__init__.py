@@ -1,0 +1,31 @@
+"""iqalib: HyperIQA and SMART-IQA for blind image quality assessment.
+
+Public API (imported lazily so that ``import iqalib`` stays fast):
+
+- ``load_dataset(name, root=None, **options)``: a validated table of rated images
+- ``split_table(table, seed=..., fractions=...)``: train / val / test
+- ``create_model(name, pretrained=False, **options)``, ``list_models()``
+- ``evaluate_scores(pred, mos)``: SRCC, KRCC, PLCC (+ logistic), RMSE
+"""
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "load_dataset": "iqalib.data.datasets",
+    "list_datasets": "iqalib.data.datasets",
+    "split_table": "iqalib.data.splits",
+    "create_model": "iqalib.models",
+    "list_models": "iqalib.models",
+    "evaluate_scores": "iqalib.metrics",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'iqalib' has no attribute {name!r}")

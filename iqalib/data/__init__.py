@@ -1,0 +1,1 @@
+"""Data sets, images and patches: table -> decoded images -> patches."""
