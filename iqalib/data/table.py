@@ -12,6 +12,9 @@ split     official split ("train", "val", "test") or None
 group     content id: images sharing it never straddle splits
 ========  =========================================================
 
+Further columns a data set provides (the demo set's ``distortion`` and
+``level``, say) are kept after these five.
+
 :func:`validate_frame` checks a raw table against this contract and either
 raises one :class:`~iqalib.errors.DataError` listing every offending row, or,
 where the user asked for it (``on_error="drop"``), drops those rows with a
@@ -196,7 +199,10 @@ def validate_frame(
                       stacklevel=2)
     frame["mos"] = mos.astype(float)
     frame["std"] = std.astype(float)
-    frame = frame.loc[~bad_any, list(COLUMNS)].reset_index(drop=True)
+    # Extra columns (e.g. the demo set's distortion and level) travel along
+    # after the contract columns, so subsets keep them row for row.
+    extra = [c for c in frame.columns if c not in COLUMNS]
+    frame = frame.loc[~bad_any, list(COLUMNS) + extra].reset_index(drop=True)
     frame["group"] = frame["group"].where(frame["group"].notna(), frame["image"]).astype(str)
     return frame
 

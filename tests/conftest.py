@@ -1,0 +1,82 @@
+"""Shared fixtures: one cache folder per session, the real data sets, tiny images.
+
+Real data sets live in ``../shared/datasets`` next to the repository (override
+with ``$IQALIB_SHARED_DATASETS``); tests that need them skip where it is absent,
+as on a user's machine.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_datasets_dir() -> Path:
+    """Where the real data sets are: ``$IQALIB_SHARED_DATASETS`` or ``../shared/datasets``."""
+    override = os.environ.get("IQALIB_SHARED_DATASETS")
+    return Path(override) if override else REPO_ROOT.parent / "shared" / "datasets"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_cache(tmp_path_factory) -> Path:
+    """``$IQALIB_CACHE`` for the whole session: nothing lands in ``~/.cache``, and
+    expensive artefacts (the demo set) are built once per session, not per test."""
+    previous = os.environ.get("IQALIB_CACHE")
+    path = tmp_path_factory.mktemp("cache")
+    os.environ["IQALIB_CACHE"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("IQALIB_CACHE", None)
+    else:
+        os.environ["IQALIB_CACHE"] = previous
+
+
+@pytest.fixture
+def private_cache(tmp_path, monkeypatch) -> Path:
+    """A fresh ``$IQALIB_CACHE`` for tests that inspect what gets cached."""
+    path = tmp_path / "private-cache"
+    monkeypatch.setenv("IQALIB_CACHE", str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_datasets() -> Path:
+    """The real data sets folder; the test is skipped where it is absent."""
+    root = shared_datasets_dir()
+    if not root.is_dir():
+        pytest.skip(f"real data sets not present at {root} (set IQALIB_SHARED_DATASETS)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def demo_table():
+    """The embedded (synthetic) demo set, built once per session in the session cache."""
+    from iqalib.data.datasets import load_dataset
+
+    return load_dataset("demo")
+
+
+def noise_image(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """An (H, W, 3) uint8 array of random pixels: every crop of it is unique."""
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+@pytest.fixture
+def write_image():
+    """``write_image(path, height=.., width=.., seed=..)`` saves a noise image
+    (format from the suffix; PIL's format name for odd suffixes like ``.JPG``)
+    and returns the array that was written."""
+
+    def write(path: Path, height: int = 24, width: int = 32, seed: int = 0) -> np.ndarray:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arr = noise_image(height, width, seed)
+        Image.fromarray(arr).save(path)
+        return arr
+
+    return write
