@@ -3,8 +3,9 @@
 An unknown key, a wrong type or an impossible value is a
 :class:`~iqalib.errors.ConfigError` naming the key, never a silent default.
 ``None`` in the ``train`` section means "the model's own training default"
-(HyperIQA's for ``hyperiqa_*``, the SMART-IQA seed's for ``smart_iqa_*``);
-:func:`resolve_train` fills those in.
+(HyperIQA's for ``hyperiqa_*``, the SMART-IQA seed's for ``smart_iqa_*``,
+see ``model.default_train_config()``); :func:`resolve_train` fills those in.
+``rounds`` is 1 unless set (HyperIQA's protocol uses 10).
 """
 from __future__ import annotations
 
@@ -48,10 +49,12 @@ class TrainConfig:
     test_patches: int | None = None
     test_crops: str = "random"
     optimizer: str | None = None  # "adam" | "adamw" | "sgd"
-    lr: float | None = None  # trunk learning rate
+    trunk_lr: float | None = None  # the head's lr is trunk_lr * head_lr_multiplier
     head_lr_multiplier: float | None = None
+    lda_with_trunk: bool | None = None  # LDA branches at the trunk lr (both originals do)
     weight_decay: float | None = None
-    schedule: str | None = None  # "cosine" | "constant"
+    schedule: str | None = None  # "cosine" | "hyperiqa_step" | "constant"
+    eta_min: float | None = None  # cosine floor
     grad_clip: float | None = None  # 0 disables
     loss: str | None = None  # "l1" | "mse" | "smooth_l1"
     freeze_backbone: bool = False
@@ -83,7 +86,7 @@ class RunConfig:
 
 CHOICES = {
     "train.optimizer": ("adam", "adamw", "sgd"),
-    "train.schedule": ("cosine", "constant"),
+    "train.schedule": ("cosine", "hyperiqa_step", "constant"),
     "train.loss": ("l1", "mse", "smooth_l1"),
     "train.device": ("auto", "cpu", "cuda", "mps"),
     "train.precision": ("auto", "fp32", "bf16"),
@@ -91,8 +94,9 @@ CHOICES = {
     "data.on_error": ("raise", "drop"),
 }
 POSITIVE = ("train.epochs", "train.batch_size", "train.patch_size", "train.train_patches",
-            "train.test_patches", "train.rounds", "train.lr")
-NON_NEGATIVE = ("train.weight_decay", "train.grad_clip", "train.workers", "train.head_lr_multiplier")
+            "train.test_patches", "train.rounds", "train.trunk_lr")
+NON_NEGATIVE = ("train.weight_decay", "train.grad_clip", "train.workers", "train.head_lr_multiplier",
+                "train.eta_min")
 
 
 def _check_type(value, annotation, key: str):
@@ -176,7 +180,7 @@ def from_dict(data: dict | None) -> RunConfig:
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
-    """``"train.lr=1e-4"`` -> (["train", "lr"], 1e-4), the value parsed as YAML."""
+    """``"train.trunk_lr=1e-4"`` -> (["train", "trunk_lr"], 1e-4), the value parsed as YAML."""
     if "=" not in text:
         raise ConfigError(f"override {text!r} must look like section.key=value")
     key, raw = text.split("=", 1)
@@ -232,7 +236,8 @@ def resolve_train(train: TrainConfig, defaults: dict) -> TrainConfig:
     for key, value in values.items():
         if value is None and key in defaults:
             values[key] = defaults[key]
-    missing = [k for k, v in values.items() if v is None and k != "grad_clip"]
+    optional = ("grad_clip", "eta_min", "lda_with_trunk")
+    missing = [k for k, v in values.items() if v is None and k not in optional]
     if missing:
         raise ConfigError(f"train.{missing[0]} has no value and the model gives no default; set it")
     resolved = TrainConfig(**values)

@@ -1,0 +1,191 @@
+"""The ``iqalib`` command line.
+
+``iqalib train | evaluate | score | models | datasets | download | bench``.
+User errors print one line (``error: ...``) and exit with status 2; ``--debug``
+shows the traceback instead.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from iqalib.errors import IQAError
+
+
+def _train(args) -> int:
+    from iqalib.config import load_config
+    from iqalib.engine import fit
+
+    config = load_config(args.config, args.overrides)
+    result = fit(config, resume=args.resume)
+    print(json.dumps({k: result[k] for k in ("name", "model", "data", "rounds",
+                                              "median_test_srcc", "median_test_plcc")}, indent=2))
+    print(f"results: {config.run_dir}/summary.json")
+    return 0
+
+
+def _evaluate(args) -> int:
+    import torch
+
+    from iqalib import metrics
+    from iqalib.config import from_dict
+    from iqalib.engine.checkpoint import load_checkpoint
+    from iqalib.engine.fit import PatchSource, prepare_data, resolved_train, predict_images
+    from iqalib.engine.score import load_trained
+
+    state = load_checkpoint(args.checkpoint)
+    data_cfg = dict(state["config"]["data"])
+    if args.dataset:
+        data_cfg.update(name=args.dataset, root=args.root, options={})
+    config = from_dict({**state["config"], "data": data_cfg})
+    data = prepare_data(config)
+    model = load_trained(args.checkpoint)
+    tc = resolved_train(config, model)
+    from iqalib.data.splits import split_table
+
+    part = data.table if args.split == "all" else split_table(
+        data.table, seed=config.data.split_seed, fractions=tuple(config.data.fractions),
+        official=config.data.official_split)[args.split]
+    source = PatchSource(model, data.store, data.indices(part), part.mos, tc, train=False,
+                         device=torch.device("cpu"), dtype=None)
+    scores = metrics.evaluate_scores(predict_images(source), part.mos)
+    print(json.dumps({"data": data.table.label, "split": args.split, **scores}, indent=2))
+    return 0
+
+
+def _score(args) -> int:
+    from iqalib.engine.score import expand_paths, load_trained, score_paths
+
+    model = load_trained(args.checkpoint)
+    paths = expand_paths(args.paths)
+    table = score_paths(model, paths, patches=args.patches, short_side=args.short_side)
+    if args.out:
+        table.to_csv(args.out, index=False)
+        print(f"wrote {len(table)} scores to {args.out}")
+    else:
+        table.to_csv(sys.stdout, index=False)
+    n_failed = int((table["error"] != "").sum())
+    if n_failed:
+        print(f"{n_failed} of {len(table)} image(s) could not be scored (see above)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _models(args) -> int:
+    from iqalib.models import complexity_table, list_models
+
+    if args.complexity:
+        print(complexity_table().to_string())
+    else:
+        print("\n".join(list_models()))
+    return 0
+
+
+def _datasets(args) -> int:
+    from iqalib.data.datasets import DATASETS
+
+    names = [args.name] if args.name else sorted(DATASETS)
+    for name in names:
+        if name not in DATASETS:
+            raise IQAError(f"unknown data set {name!r}; choose one of {sorted(DATASETS)}")
+        info = DATASETS[name]
+        print(f"{name}: {info.title}\n  split: {info.split}")
+        print("  " + info.layout.replace("\n", "\n  "))
+        if info.citation:
+            print(f"  cite: {info.citation}")
+        print()
+    return 0
+
+
+def _download(args) -> int:
+    from iqalib.data.download import download_dataset, list_downloadable
+
+    if args.list or not args.name:
+        for name, text in list_downloadable().items():
+            print(f"{name}: {text}")
+        return 0
+    path = download_dataset(args.name, Path(args.root), base_url=args.base_url,
+                            which=args.which, sha256=args.sha256)
+    print(f"{args.name} ready at {path}")
+    return 0
+
+
+def _bench(args) -> int:
+    import runpy
+
+    here = Path(__file__).resolve().parents[1] / "benchmarks"
+    scripts = sorted(here.glob("*.py")) if not args.only else [here / f"{n}.py" for n in args.only]
+    for script in scripts:
+        print(f"== {script.name}")
+        runpy.run_path(str(script), run_name="__main__")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="iqalib", description="Blind image quality assessment: "
+                                 "HyperIQA and SMART-IQA")
+    ap.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train (all rounds) from a YAML config")
+    p.add_argument("config", nargs="?", help="YAML run configuration (see params/)")
+    p.add_argument("overrides", nargs="*", help="section.key=value overrides")
+    p.add_argument("--resume", action="store_true", help="continue from each round's last.pt")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("evaluate", help="score a checkpoint on a data set split")
+    p.add_argument("checkpoint")
+    p.add_argument("--split", default="test", choices=("train", "val", "test", "all"))
+    p.add_argument("--dataset", help="another data set (cross-data-set test)")
+    p.add_argument("--root", help="its root folder")
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("score", help="rate your own images")
+    p.add_argument("paths", nargs="+", help="image files, folders or a CSV of paths")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--patches", type=int, default=25)
+    p.add_argument("--short-side", type=int, default=None, help="resize before cropping")
+    p.add_argument("--out", help="write scores to this CSV")
+    p.set_defaults(func=_score)
+
+    p = sub.add_parser("models", help="list models")
+    p.add_argument("--complexity", action="store_true", help="parameters and FLOPs per 224x224 patch")
+    p.set_defaults(func=_models)
+
+    p = sub.add_parser("datasets", help="supported data sets and their layouts on disk")
+    p.add_argument("name", nargs="?")
+    p.set_defaults(func=_datasets)
+
+    p = sub.add_parser("download", help="fetch a data set's official archives")
+    p.add_argument("name", nargs="?")
+    p.add_argument("--root", default="data")
+    p.add_argument("--base-url", help="mirror replacing the official host")
+    p.add_argument("--which", nargs="*", help="only these archives")
+    p.add_argument("--sha256", help="expected checksum of the archive")
+    p.add_argument("--list", action="store_true")
+    p.set_defaults(func=_download)
+
+    p = sub.add_parser("bench", help="run the benchmarks (JSON into benchmarks/results)")
+    p.add_argument("--only", nargs="*", help="benchmark names, e.g. patch_pipeline")
+    p.set_defaults(func=_bench)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except IQAError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished epochs are saved, rerun with --resume to continue", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""Frozen-trunk feature cache.
+
+With ``freeze_backbone: true`` only the head learns, so the trunk's output
+for a fixed crop never changes. :func:`feature_bank` runs the trunk once over
+``K`` fixed crops of every image and keeps the head's inputs, already pooled
+by the model's parameter-free ``pool_stages`` (the head applies its 1x1
+convolutions after pooling, so nothing is lost). Every head on the same
+trunk reads the same pooled maps, so one bank serves the whole ablation. Epochs, rounds and head
+configurations sharing a trunk then cost only head passes. Banks are also
+saved under ``$IQALIB_CACHE/features`` keyed by everything they depend on.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+import torch
+
+from iqalib.data.images import cache_root
+from iqalib.data.patches import PatchDataset, make_loader, to_model_input
+from iqalib.engine.checkpoint import atomic_write_bytes
+
+
+@dataclass
+class FeatureBank:
+    features: list[torch.Tensor]  # each (n_images * patches_per_image, ...)
+    patches_per_image: int
+    backbone_state: dict
+
+
+def _bank_key(model, data, tc, k: int) -> str:
+    weights = hashlib.sha1()
+    for name, tensor in model.backbone.state_dict().items():
+        weights.update(name.encode())
+        weights.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    fingerprint = {
+        "backbone": model.backbone.name, "weights": weights.hexdigest(), "k": k, "patch": tc.patch_size,
+        "seed": tc.seed, "crops": tc.test_crops,
+        "images": list(map(str, data.table.paths)), "shapes": data.store.shapes.tolist(),
+    }
+    return hashlib.sha1(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def feature_bank(model, data, tc, *, device, use_disk: bool = True) -> FeatureBank:
+    """Pooled trunk features of ``max(train_patches, test_patches)`` fixed crops per image."""
+    k = max(tc.train_patches, tc.test_patches)
+    path = cache_root() / "features" / f"{_bank_key(model, data, tc, k)}.pt"
+    backbone_state = {n: t.detach().cpu().clone() for n, t in model.backbone.state_dict().items()}
+    if use_disk and path.is_file():
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            return FeatureBank(saved["features"], k, backbone_state)
+        except Exception:  # a damaged cache is recomputed, never trusted
+            path.unlink(missing_ok=True)
+    dataset = PatchDataset(data.store, patch_size=tc.patch_size, patches_per_image=k,
+                           train=False, seed=tc.seed, test_crops=tc.test_crops)
+    loader = make_loader(dataset, batch_size=tc.batch_size, shuffle=False, workers=tc.workers)
+    model.eval()
+    chunks: list[list[torch.Tensor]] = []
+    progress = None
+    if tc.progress:
+        from tqdm.auto import tqdm
+
+        progress = tqdm(total=len(dataset), desc="trunk features", unit="patch", leave=False)
+    with torch.inference_mode():
+        for patches, _, _ in loader:
+            x = to_model_input(patches, model.mean, model.std, device=device,
+                               channels_last=tc.channels_last)
+            pooled = model.pool_stages(model.forward_features(x))
+            chunks.append([p.float().cpu() for p in pooled])
+            if progress is not None:
+                progress.update(len(patches))
+    if progress is not None:
+        progress.close()
+    features = [torch.cat(parts) for parts in zip(*chunks)]
+    if use_disk:
+        atomic_write_bytes(path, lambda f: torch.save({"features": features}, f))
+    return FeatureBank(features, k, backbone_state)

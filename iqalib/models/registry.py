@@ -1,0 +1,100 @@
+"""Models by name, in the style of timm: ``register_model``, ``create_model``, ``list_models``.
+
+A registered entry is a function ``builder(pretrained=False, **options)``
+returning an ``nn.Module``; ``create_model`` checks the name and the option
+names and turns mistakes into one-line :class:`~iqalib.errors.ConfigError`.
+"""
+from __future__ import annotations
+
+import copy
+import fnmatch
+import inspect
+from typing import Callable
+
+import torch
+from torch import nn
+
+from iqalib.errors import ConfigError
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_model(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """Decorator: register ``builder`` under its function name."""
+    name = builder.__name__
+    if name in _REGISTRY and _REGISTRY[name] is not builder:
+        raise ValueError(f"model {name!r} is registered twice")
+    _REGISTRY[name] = builder
+    return builder
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    """Registered model names, sorted; ``pattern`` filters with shell wildcards (``"smart_iqa_*"``)."""
+    names = sorted(_REGISTRY)
+    return [n for n in names if fnmatch.fnmatchcase(n, pattern)] if pattern else names
+
+
+def model_options(name: str) -> dict[str, object]:
+    """The options ``name`` accepts, with their defaults."""
+    builder = _builder(name)
+    return {p.name: p.default for p in inspect.signature(builder).parameters.values()
+            if p.name != "pretrained" and p.kind is p.KEYWORD_ONLY}
+
+
+def create_model(name: str, pretrained=False, **options) -> nn.Module:
+    """Build model ``name``.
+
+    ``pretrained``: ``False`` (random trunk), ``True`` (ImageNet trunk weights:
+    timm's hub, or offline for ``*_lite0``) or a path to a local state dict of
+    the trunk. ``options`` are the model's own switches, listed by
+    :func:`model_options` (e.g. ``multiscale``, ``attention``, ``drop_path_rate``).
+    """
+    builder = _builder(name)
+    valid = model_options(name)
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ConfigError(f"model {name!r} has no option {', '.join(map(repr, unknown))}; "
+                          f"valid options: {', '.join(valid)}")
+    return builder(pretrained=pretrained, **options)
+
+
+def _builder(name: str) -> Callable[..., nn.Module]:
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown model {name!r}; valid models: {', '.join(list_models())}")
+    return _REGISTRY[name]
+
+
+# ---------------------------------------------------------------- complexity
+
+def model_complexity(name_or_model: str | nn.Module, input_size: int = 224) -> dict[str, int]:
+    """Parameters and FLOPs of one forward pass on a single ``input_size`` square patch.
+
+    FLOPs are counted by :class:`torch.utils.flop_counter.FlopCounterMode`
+    (a multiply-add counts as 2 FLOPs; convolutions and matrix products only).
+    A registered name is built on the meta device: no weights are allocated
+    and nothing is computed, so even the largest model takes a moment.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    if isinstance(name_or_model, str):
+        with torch.device("meta"):
+            model = create_model(name_or_model, pretrained=False)
+    else:
+        model = copy.deepcopy(name_or_model).to("meta")
+    params = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    model.eval()
+    x = torch.zeros(1, 3, input_size, input_size, device="meta")
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(x)
+    return dict(params=params, trainable=trainable, flops=int(counter.get_total_flops()))
+
+
+def complexity_table(input_size: int = 224):
+    """A pandas DataFrame, one row per registered model: params, trainable, flops, gflops."""
+    import pandas as pd
+
+    rows = [dict(model=name, **model_complexity(name, input_size)) for name in list_models()]
+    table = pd.DataFrame(rows).set_index("model")
+    table["gflops"] = table["flops"] / 1e9
+    return table
