@@ -6,6 +6,8 @@ Public API (imported lazily so that ``import iqalib`` stays fast):
 - ``split_table(table, seed=..., fractions=...)``: train / val / test
 - ``create_model(name, pretrained=False, **options)``, ``list_models()``
 - ``evaluate_scores(pred, mos)``: SRCC, KRCC, PLCC (+ logistic), RMSE
+- ``fit(config)``: train all rounds of a run configuration (dict, YAML or RunConfig)
+- ``load_trained(checkpoint)``, ``predict(model, image_or_path)``: score a photo
 """
 from __future__ import annotations
 
@@ -20,6 +22,9 @@ _EXPORTS = {
     "create_model": "iqalib.models",
     "list_models": "iqalib.models",
     "evaluate_scores": "iqalib.metrics",
+    "fit": "iqalib.engine",
+    "predict": "iqalib.engine",
+    "load_trained": "iqalib.engine",
 }
 
 __all__ = sorted(_EXPORTS)

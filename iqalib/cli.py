@@ -1,6 +1,6 @@
 """The ``iqalib`` command line.
 
-``iqalib train | evaluate | score | models | datasets | download | bench``.
+``iqalib train | evaluate | score | models | datasets | download | bench | book``.
 User errors print one line (``error: ...``) and exit with status 2; ``--debug``
 shows the traceback instead.
 """
@@ -27,6 +27,8 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
+    import dataclasses
+
     import torch
 
     from iqalib import metrics
@@ -42,11 +44,13 @@ def _evaluate(args) -> int:
     config = from_dict({**state["config"], "data": data_cfg})
     data = prepare_data(config)
     model = load_trained(args.checkpoint)
-    tc = resolved_train(config, model)
+    # Round r of a run split its data with split_seed + r and cropped with seed + r (fit_round).
+    round_index = int(state.get("round", 0))
+    tc = dataclasses.replace(resolved_train(config, model), seed=config.train.seed + round_index)
     from iqalib.data.splits import split_table
 
     part = data.table if args.split == "all" else split_table(
-        data.table, seed=config.data.split_seed, fractions=tuple(config.data.fractions),
+        data.table, seed=config.data.split_seed + round_index, fractions=tuple(config.data.fractions),
         official=config.data.official_split)[args.split]
     source = PatchSource(model, data.store, data.indices(part), part.mos, tc, train=False,
                          device=torch.device("cpu"), dtype=None)
@@ -123,6 +127,15 @@ def _bench(args) -> int:
     return 0
 
 
+def _book(args) -> int:
+    from iqalib.book import run_book
+
+    index = run_book(args.profile, notebooks=args.only, build=not args.no_build)
+    if index is not None:
+        print(f"open {index}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="iqalib", description="Blind image quality assessment: "
                                  "HyperIQA and SMART-IQA")
@@ -170,6 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="run the benchmarks (JSON into benchmarks/results)")
     p.add_argument("--only", nargs="*", help="benchmark names, e.g. patch_pipeline")
     p.set_defaults(func=_bench)
+
+    p = sub.add_parser("book", help="execute the notebooks with a profile and build the HTML book")
+    p.add_argument("--profile", default="demo", help="params/<profile>.yaml (smoke, demo, livec, koniq)")
+    p.add_argument("--only", nargs="+", metavar="NOTEBOOK", help="only these notebooks, e.g. 01_data")
+    p.add_argument("--no-build", action="store_true", help="execute only; skip jupyter-book build")
+    p.set_defaults(func=_book)
     return ap
 
 

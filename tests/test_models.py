@@ -263,12 +263,13 @@ def test_channels_last_and_bf16_autocast(built, patches):
             model.to(memory_format=torch.channels_last)
             try:
                 channels_last = model(patches.contiguous(memory_format=torch.channels_last))
+                # One patch: CPUs without bf16 units (like CI's) emulate it slowly.
                 with torch.autocast("cpu", dtype=torch.bfloat16):
-                    low = model(patches.contiguous(memory_format=torch.channels_last))
+                    low = model(patches[:1].contiguous(memory_format=torch.channels_last))
             finally:
                 model.to(memory_format=torch.contiguous_format)
         torch.testing.assert_close(channels_last, reference, rtol=1e-4, atol=1e-5)
-        assert low.shape == (2,) and low.dtype == torch.float32 and torch.isfinite(low).all()
+        assert low.shape == (1,) and low.dtype == torch.float32 and torch.isfinite(low).all()
 
 
 # ---------------------------------------------------------------- training helpers

@@ -40,7 +40,7 @@ from http.client import HTTPException
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from iqalib.errors import ConfigError, DownloadError
 

@@ -357,7 +357,7 @@ def _decode_all(paths, settings, workers, progress) -> tuple[list[np.ndarray], d
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results: Iterable = pool.map(one, range(len(paths)))
         if progress:
-            from tqdm.auto import tqdm
+            from tqdm import tqdm
 
             results = tqdm(results, total=len(paths), desc="decoding images", unit="img")
         arrays = list(results)

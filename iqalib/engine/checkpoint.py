@@ -31,6 +31,10 @@ def atomic_write_bytes(path: Path, write) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        # mkstemp creates 0600 files; give results the permissions any new file gets.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -82,6 +86,8 @@ def load_checkpoint(path: Path, *, model_name: str | None = None) -> dict:
     except (RuntimeError, zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path}: not a readable checkpoint, truncated or corrupt ({first[:120]})") from None
+    except Exception as exc:  # arbitrary bytes can trip the unpickler anywhere (IndexError, KeyError, ...)
+        raise CheckpointError(f"{path}: not a checkpoint (unreadable as one: {type(exc).__name__})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an iqalib checkpoint (no '{FORMAT}' marker); "
                               "for plain weights use model.pretrained=PATH")

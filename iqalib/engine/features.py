@@ -60,7 +60,7 @@ def feature_bank(model, data, tc, *, device, use_disk: bool = True) -> FeatureBa
     chunks: list[list[torch.Tensor]] = []
     progress = None
     if tc.progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         progress = tqdm(total=len(dataset), desc="trunk features", unit="patch", leave=False)
     with torch.inference_mode():

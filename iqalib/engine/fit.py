@@ -20,6 +20,7 @@ import dataclasses
 import math
 import random
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -100,16 +101,30 @@ def prepare_data(config: RunConfig) -> Data:
     if dc.on_error == "drop" and "on_error" not in options and dc.name != "demo":
         options["on_error"] = "drop"
     table = load_dataset(dc.name, dc.root, **options)
+    patch = config.train.patch_size
+    if table.short_side is not None and patch > table.short_side:
+        raise ConfigError(f"train.patch_size={patch} is larger than the images of {table.name!r} "
+                          f"(short side {table.short_side}); lower train.patch_size")
+    # No upscaling to fit the patch: a blown-up image no longer has the quality its MOS rates.
     store = ImageStore.build(
         table.paths,
         short_side=table.short_side,
-        min_side=config.train.patch_size,
         cache=dc.image_cache,
         on_error=dc.on_error,
         progress=config.train.progress,
     )
-    if store.failed:
-        keep = store.valid()
+    too_small = store.valid() & (store.shapes < patch).any(axis=1)
+    if too_small.any():
+        first = int(np.flatnonzero(too_small)[0])
+        h, w = store.shapes[first]
+        what = (f"train.patch_size={patch} is larger than {int(too_small.sum())} of {len(store)} image(s) "
+                f"(e.g. {table.paths[first]}: {w}x{h})")
+        if dc.on_error != "drop":
+            raise ConfigError(f"{what}; lower train.patch_size (at most {int(store.shapes.min())} fits all) "
+                              "or set data.on_error=drop to skip them")
+        warnings.warn(f"{what}; skipping them (data.on_error=drop)", stacklevel=2)
+    keep = store.valid() & ~too_small
+    if not keep.all():
         table = table.subset(keep)
         store = ImageStore.from_arrays([store[i] for i in np.flatnonzero(keep)])
     return Data(table, store)
@@ -232,7 +247,7 @@ def train_one_epoch(source, model, optimizer, loss_fn, tc: TrainConfig, epoch: i
     iterator = iter(source.loader(epoch, shuffle=True))
     progress = None
     if tc.progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         progress = tqdm(desc=f"epoch {epoch + 1}/{tc.epochs}", unit="patch", leave=False)
     while True:
@@ -246,8 +261,7 @@ def train_one_epoch(source, model, optimizer, loss_fn, tc: TrainConfig, epoch: i
         loss = loss_fn(pred, target)
         if not torch.isfinite(loss):
             raise TrainingDiverged(
-                f"the loss became {loss.item()} at epoch {epoch + 1}; lower train.trunk_lr or set "
-                "train.grad_clip (the last good checkpoint is kept)"
+                f"the loss became {loss.item()} at epoch {epoch + 1}; lower train.trunk_lr or set train.grad_clip"
             )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -277,16 +291,22 @@ def train_one_epoch(source, model, optimizer, loss_fn, tc: TrainConfig, epoch: i
 
 
 def _rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1].tolist(),
-            "python": list(random.getstate()[1])}
+    """The global RNGs as tensors, lists and numbers (loadable with ``weights_only=True``)."""
+    _, keys, pos, has_gauss, cached_gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return {"torch": torch.get_rng_state(),
+            "numpy": {"keys": keys.tolist(), "pos": int(pos), "has_gauss": int(has_gauss),
+                      "cached_gaussian": float(cached_gauss)},
+            "python": {"version": version, "internal": list(internal), "gauss_next": gauss_next}}
 
 
 def _set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
-    np_state = np.random.get_state()
-    np.random.set_state((np_state[0], np.asarray(state["numpy"], dtype=np.uint32), *np_state[2:]))
-    py = random.getstate()
-    random.setstate((py[0], tuple(state["python"]), py[2]))
+    np_state = state["numpy"]
+    np.random.set_state(("MT19937", np.asarray(np_state["keys"], dtype=np.uint32), np_state["pos"],
+                         np_state["has_gauss"], np_state["cached_gaussian"]))
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["internal"]), py["gauss_next"]))
 
 
 def _cpu_state(model) -> dict:
@@ -354,7 +374,12 @@ def fit_round(config: RunConfig, data: Data, round_index: int = 0, *, resume: bo
 
     started = time.perf_counter()
     for epoch in range(start_epoch, tc.epochs):
-        stats = train_one_epoch(sources["train"], runner, optimizer, loss_fn, tc, epoch)
+        try:
+            stats = train_one_epoch(sources["train"], runner, optimizer, loss_fn, tc, epoch)
+        except TrainingDiverged as exc:
+            kept = (f"the last good checkpoint is {last} (epoch {epoch})" if epoch > 0 and last.is_file()
+                    else "no epoch had finished, nothing was saved")
+            raise TrainingDiverged(f"{exc}; {kept}") from None
         scheduler.step()
         t0 = time.perf_counter()
         val_pred = predict_images(sources["val"])
@@ -368,7 +393,7 @@ def fit_round(config: RunConfig, data: Data, round_index: int = 0, *, resume: bo
         if score > best["val_srcc"]:
             best = {"epoch": epoch, "val_srcc": score, "state": _cpu_state(model)}
         save_checkpoint(last, {
-            "model_name": config.model.name, "config": config.to_dict(), "epoch": epoch,
+            "model_name": config.model.name, "config": config.to_dict(), "round": round_index, "epoch": epoch,
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "rng": _rng_state(), "history": history,
             "best_epoch": best["epoch"], "best_val_srcc": best["val_srcc"], "best_model": best["state"],
@@ -384,7 +409,7 @@ def fit_round(config: RunConfig, data: Data, round_index: int = 0, *, resume: bo
         raise TrainingDiverged("no epoch produced a finite validation SRCC; check the data and learning rate")
     model.load_state_dict(best["state"])
     save_checkpoint(out / "best.pt", {"model_name": config.model.name, "config": config.to_dict(),
-                                      "model": best["state"], "epoch": best["epoch"]})
+                                      "round": round_index, "model": best["state"], "epoch": best["epoch"]})
     test_pred = predict_images(sources["test"])
     test = metrics.evaluate_scores(test_pred, mos["test"])
     atomic_write_text(out / "predictions.csv", pd.DataFrame({
@@ -410,6 +435,13 @@ def fit(config, *, resume: bool = False) -> dict:
     ``summary.json`` next to the round folders.
     """
     config = as_config(config)
+    # An unknown model name or option fails here, before minutes of image decoding.
+    from iqalib.models.registry import model_options
+
+    unknown = sorted(set(config.model.options) - set(model_options(config.model.name)))
+    if unknown:
+        raise ConfigError(f"model.options {unknown} are not options of {config.model.name!r}; "
+                          f"valid: {sorted(model_options(config.model.name))}")
     data = prepare_data(config)
     bank = None
     if config.train.freeze_backbone:

@@ -22,7 +22,7 @@ from iqalib.data.datasets import IMAGE_EXTENSIONS
 from iqalib.data.images import ImageStore, decode_image
 from iqalib.data.patches import PatchDataset, to_model_input
 from iqalib.engine.checkpoint import load_checkpoint
-from iqalib.errors import DataError, ImageError
+from iqalib.errors import CheckpointError, DataError, ImageError
 
 
 def load_trained(checkpoint: str | Path, device: str | torch.device = "cpu"):
@@ -36,8 +36,12 @@ def load_trained(checkpoint: str | Path, device: str | torch.device = "cpu"):
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as exc:
-        raise DataError(f"{checkpoint}: weights do not fit {state['model_name']!r} "
-                        f"({str(exc).splitlines()[0][:120]})") from None
+        raise CheckpointError(f"{checkpoint}: weights do not fit {state['model_name']!r} "
+                              f"({str(exc).splitlines()[0][:120]})") from None
+    # Score with the crops the model was trained on (score_paths and predict read this).
+    patch_size = (config.get("train") or {}).get("patch_size")
+    if patch_size:
+        model.patch_size = int(patch_size)
     return model.to(device).eval()
 
 
@@ -120,10 +124,18 @@ def score_arrays(model, arrays: Iterable[tuple[int, np.ndarray]], *, patches: in
         yield from flush()
 
 
-def score_paths(model, paths: list[Path], *, patches: int = 25, patch_size: int = 224,
+def score_paths(model, paths: list[Path], *, patches: int = 25, patch_size: int | None = None,
                 batch_size: int = 64, short_side: int | None = None, device="cpu", seed: int = 0,
-                prefetch: int = 8, errors=sys.stderr) -> pd.DataFrame:
-    """Score every path; undecodable files are reported on ``errors`` and get NaN with the reason."""
+                prefetch: int = 8, errors="stderr") -> pd.DataFrame:
+    """Score every path; undecodable files are reported on ``errors`` (a text stream, default stderr;
+    None: silent) and get NaN with the reason.
+
+    ``patch_size`` defaults to the model's (the training crop size for a model
+    from :func:`load_trained`).
+    """
+    patch_size = patch_size or getattr(model, "patch_size", 224)
+    # Looked up per call, not bound at import: redirected stderr (tests, notebooks) must see it.
+    errors = sys.stderr if errors == "stderr" else errors
     failed: dict[int, str] = {}
 
     def good():
@@ -135,8 +147,13 @@ def score_paths(model, paths: list[Path], *, patches: int = 25, patch_size: int 
                 continue
             yield i, item
 
-    scores = dict(score_arrays(model, good(), patches=patches, patch_size=patch_size,
-                               batch_size=batch_size, device=device, seed=seed))
+    was_training = model.training
+    model.eval()  # no dropout: a score must not depend on the call
+    try:
+        scores = dict(score_arrays(model, good(), patches=patches, patch_size=patch_size,
+                                   batch_size=batch_size, device=device, seed=seed))
+    finally:
+        model.train(was_training)
     return pd.DataFrame({
         "image": [str(p) for p in paths],
         "score": [scores.get(i, np.nan) for i in range(len(paths))],
@@ -144,8 +161,13 @@ def score_paths(model, paths: list[Path], *, patches: int = 25, patch_size: int 
     })
 
 
-def predict(model, image, *, patches: int = 25, patch_size: int = 224, seed: int = 0) -> float:
-    """Quality score of one image (a path, a PIL image or an (H, W, 3) uint8 array)."""
+def predict(model, image, *, patches: int = 25, patch_size: int | None = None, seed: int = 0) -> float:
+    """Quality score of one image (a path, a PIL image or an (H, W, 3) uint8 array).
+
+    Crops as :func:`score_paths` does, so both give an image the same score;
+    ``patch_size`` defaults to the model's.
+    """
+    patch_size = patch_size or getattr(model, "patch_size", 224)
     if isinstance(image, (str, Path)):
         arr = decode_image(image, min_side=patch_size)
     else:
