@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PROFILE ?= demo
 PYTEST_ARGS ?=
 
-.PHONY: test install bench clean-venv
+.PHONY: test install bench book lab clean-venv
 
 # Reinstall only when the dependency list changes: a second `make test` is quick.
 $(STAMP): pyproject.toml
@@ -21,6 +21,15 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m iqalib.cli bench
+
+# Execute every chapter with params/$(PROFILE).yaml, then build book/_build/html/index.html.
+book: $(STAMP)
+	$(PY) -m iqalib.cli book --profile $(PROFILE)
+
+# JupyterLab from the project's environment; jupytext's server extension (enabled by its
+# package) opens notebooks/NN_*.py as notebooks and saves both files of each pair.
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=$(CURDIR)
 
 clean-venv:
 	rm -rf $(VENV)

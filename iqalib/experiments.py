@@ -93,3 +93,231 @@ def predictions_frame(run_dir: str | Path, round_index: int | None = None) -> pd
 
 def best_checkpoint(run_dir: str | Path, round_index: int = 0) -> Path:
     return Path(run_dir) / f"round_{round_index}" / "best.pt"
+
+
+# ------------------------------------------------------------ tables of runs
+def results_table(results) -> pd.DataFrame:
+    """One row per run: its model, data, rounds and the test metrics' median, min and max over rounds.
+
+    ``results`` is a list of :func:`run_or_load` dicts (or a dict of them by label).
+    """
+    items = results.items() if isinstance(results, dict) else ((r["name"], r) for r in results)
+    rows = []
+    for label, r in items:
+        per_round = pd.DataFrame(r["test_per_round"])
+        row = {"run": label, "model": r["model"], "data": r["data"], "rounds": r["rounds"]}
+        for metric in ("srcc", "plcc"):
+            row.update({f"{metric}_median": float(per_round[metric].median()),
+                        f"{metric}_min": float(per_round[metric].min()),
+                        f"{metric}_max": float(per_round[metric].max())})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def runs_table(out_dir: str | Path | None) -> pd.DataFrame:
+    """Every finished run under ``out_dir`` (its ``summary.json``), with the settings that matter.
+
+    Columns: run, model, data, rounds, epochs, freeze_backbone, trunk_lr,
+    test SRCC/PLCC median and min/max over rounds. Sorted by run name; empty
+    (with these columns) when nothing has finished yet or ``out_dir`` is None.
+    """
+    rows = []
+    summaries = sorted(Path(out_dir).glob("*/summary.json")) if out_dir is not None else []
+    for summary_path in summaries:
+        run_dir = summary_path.parent
+        results = load_results(run_dir)
+        stamp = run_dir / FINGERPRINT
+        train = json.loads(stamp.read_text())["config"]["train"] if stamp.is_file() else {}
+        row = results_table([results]).iloc[0].to_dict()
+        row.update(run=run_dir.name, epochs=train.get("epochs"), freeze_backbone=train.get("freeze_backbone"),
+                   trunk_lr=train.get("trunk_lr"))
+        rows.append(row)
+    columns = ["run", "model", "data", "rounds", "epochs", "freeze_backbone", "trunk_lr",
+               "srcc_median", "srcc_min", "srcc_max", "plcc_median", "plcc_min", "plcc_max"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+# ----------------------------------------------------- learning-rate sweep
+def lr_sweep(name: str, trunk_lrs, **run_keys) -> pd.DataFrame:
+    """Train (or read back) one run per trunk learning rate; one row per (trunk_lr, round).
+
+    Runs are named ``{name}_lr{trunk_lr:g}``; ``run_keys`` are :func:`run_config`'s
+    other arguments (out_dir, dataset, model, epochs...). Columns: trunk_lr,
+    round, srcc, plcc, best_epoch, model, data, run.
+    """
+    rows = []
+    for lr in trunk_lrs:
+        results = run_or_load(run_config(f"{name}_lr{lr:g}", trunk_lr=float(lr), **run_keys))
+        for r in results["round_results"]:
+            rows.append({"trunk_lr": float(lr), "round": r["round"], "srcc": r["test"]["srcc"],
+                         "plcc": r["test"]["plcc"], "best_epoch": r["best_epoch"],
+                         "model": results["model"], "data": results["data"], "run": results["name"]})
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------- cross-data-set test
+def _test_data(dataset: str, data_root, patch_size: int, max_images: int | None, seed: int):
+    """A data set's table and decoded images for testing, optionally a seeded subsample."""
+    import numpy as np
+
+    from iqalib.data.datasets import load_dataset
+    from iqalib.data.images import ImageStore
+    from iqalib.engine.fit import Data
+
+    table = load_dataset(dataset, data_root)
+    if max_images is not None and len(table) > max_images:
+        rows = np.sort(np.random.default_rng(seed).choice(len(table), max_images, replace=False))
+        table = table.subset(rows)
+    store = ImageStore.build(table.paths, short_side=table.short_side, on_error="drop")
+    keep = store.valid() & (store.shapes >= patch_size).all(axis=1)
+    if not keep.all():
+        table = table.subset(keep)
+        store = ImageStore.from_arrays([store[i] for i in np.flatnonzero(keep)])
+    return Data(table, store)
+
+
+def evaluate_checkpoint(checkpoint: str | Path, dataset: str, data_root: str | None = None, *,
+                        max_images: int | None = None, seed: int = 0, device: str = "cpu") -> dict:
+    """Test a trained model on every image of another data set (``iqalib evaluate --dataset``).
+
+    The run's own test-crop settings are used; ``max_images`` tests a seeded
+    random subsample instead (for quick CPU checks). Returns
+    :func:`iqalib.metrics.evaluate_scores` plus ``data`` (the set's label).
+    """
+    import torch
+
+    from iqalib import metrics
+    from iqalib.config import from_dict
+    from iqalib.engine.checkpoint import load_checkpoint
+    from iqalib.engine.fit import PatchSource, predict_images, resolved_train
+    from iqalib.engine.score import load_trained
+
+    state = load_checkpoint(checkpoint)
+    config = from_dict(state["config"])
+    model = load_trained(checkpoint, device=device)
+    tc = resolved_train(config, model)
+    data = _test_data(dataset, data_root, tc.patch_size, max_images, seed)
+    source = PatchSource(model, data.store, data.indices(data.table), data.table.mos, tc, train=False,
+                         device=torch.device(device), dtype=None)
+    return {"data": data.table.label, **metrics.evaluate_scores(predict_images(source), data.table.mos)}
+
+
+def cross_dataset_matrix(run_dir: str | Path, test_sets: dict, *, max_images: int | None = None,
+                         seed: int = 0, device: str = "cpu") -> pd.DataFrame:
+    """SRCC/PLCC of a finished run's round-0 model on its own test split and on other data sets.
+
+    ``test_sets`` maps data-set names to their roots (``None``: the default
+    location). The training set's own entry is its test split (from the run);
+    other sets are tested on all their images (or ``max_images`` of them).
+    A set that cannot be loaded is skipped and listed with the reason in
+    ``frame.attrs["skipped"]``, so a fresh machine without the real data
+    still gets the in-data-set row. Columns: train, test, split, n, srcc, plcc.
+    """
+    from iqalib.errors import IQAError
+
+    results = load_results(run_dir)
+    own = results["round_results"][0]
+    train_name = own["config"]["data"]["name"]
+    rows = [{"train": results["data"], "test": results["data"], "split": "test split",
+             "n": own["test"]["n"], "srcc": own["test"]["srcc"], "plcc": own["test"]["plcc"]}]
+    skipped = {}
+    for name, root in test_sets.items():
+        if name == train_name:
+            continue
+        try:
+            scores = evaluate_checkpoint(best_checkpoint(run_dir, 0), name, root, max_images=max_images,
+                                         seed=seed, device=device)
+        except IQAError as exc:
+            skipped[name] = str(exc)
+            continue
+        rows.append({"train": results["data"], "test": scores["data"],
+                     "split": "all images" if max_images is None else f"random {scores['n']} images",
+                     "n": scores["n"], "srcc": scores["srcc"], "plcc": scores["plcc"]})
+    frame = pd.DataFrame(rows)
+    frame.attrs["skipped"] = skipped
+    return frame
+
+
+# ------------------------------------------------------------ cost of models
+def measure_throughput(model_name: str, *, batch_size: int = 8, input_size: int = 224, repeats: int = 3,
+                       device: str = "cpu") -> float:
+    """Inference patches per second of ``model_name`` (random weights; the cost does not depend on them).
+
+    One warm-up batch, then the median over ``repeats`` timed batches.
+    """
+    import statistics
+    import time
+
+    import torch
+
+    from iqalib.models import create_model
+
+    model = create_model(model_name, pretrained=False).to(device).eval()
+    x = torch.randn(batch_size, 3, input_size, input_size, device=device)
+    times = []
+    with torch.inference_mode():
+        for i in range(repeats + 1):
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            model(x)
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            if i:  # the first batch warms up allocators and kernels
+                times.append(time.perf_counter() - t0)
+    return batch_size / statistics.median(times)
+
+
+def model_cost_table(models, *, out_dir: str | Path | None = None, batch_size: int = 8,
+                     repeats: int = 3, device: str = "cpu") -> pd.DataFrame:
+    """Parameters, GFLOPs per 224x224 patch, measured patches/s and, where a run exists, test SRCC.
+
+    Accuracy comes from a finished run under ``out_dir`` of the same model: the
+    one named after the model (chapters 2 and 3), else the one with the most
+    rounds; its name is in ``run``.
+    """
+    from iqalib.models import model_complexity
+
+    runs = runs_table(out_dir)
+    rows = []
+    for name in models:
+        row = {"model": name, **model_complexity(name)}
+        row["gflops"] = row["flops"] / 1e9
+        row["images_per_s"] = measure_throughput(name, batch_size=batch_size, repeats=repeats, device=device)
+        mine = runs[runs["model"] == name].assign(other_name=lambda f: f["run"] != name)
+        mine = mine.sort_values(["other_name", "rounds", "run"], ascending=[True, False, True])
+        row.update(run=mine["run"].iloc[0] if len(mine) else None,
+                   data=mine["data"].iloc[0] if len(mine) else None,
+                   test_srcc=float(mine["srcc_median"].iloc[0]) if len(mine) else float("nan"))
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("model")
+
+
+def train_models(models, **run_keys) -> dict[str, dict]:
+    """:func:`run_or_load` one run per model, each named after its model; results by model name."""
+    return {model: run_or_load(run_config(model, model=model, **run_keys)) for model in models}
+
+
+def finished_results(out_dir: str | Path, name: str) -> dict:
+    """The results of run ``name`` under ``out_dir``, which another notebook must have finished."""
+    from iqalib.errors import ConfigError
+
+    run_dir = Path(out_dir) / name
+    if not (run_dir / "summary.json").is_file():
+        raise ConfigError(f"no finished run {name!r} in {out_dir}; execute the notebook that trains it "
+                          "first (02_baseline / 03_smart_iqa) with the same profile")
+    return load_results(run_dir)
+
+
+def available_tables(sets: dict) -> tuple[dict, dict]:
+    """Load each ``{name: root}`` that is present; returns (tables by name, reasons by missing name)."""
+    from iqalib.data.datasets import load_dataset
+    from iqalib.errors import IQAError
+
+    tables, missing = {}, {}
+    for name, root in sets.items():
+        try:
+            tables[name] = load_dataset(name, root)
+        except IQAError as exc:
+            missing[name] = str(exc)
+    return tables, missing

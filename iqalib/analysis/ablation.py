@@ -1,0 +1,153 @@
+"""SMART-IQA's ablation: which of its changes to HyperIQA carry the gain?
+
+Four configurations, trained on the same splits (same data split seed, so
+every round tests the same images in all four):
+
+========================  =================================================
+``single_scale``          (a) SMART-IQA's head on the last stage only
+``multiscale_concat``     (b) all four stages, concatenated without attention
+``multiscale_attention``  (c) all four stages weighted by stage attention
+                          (the full SMART-IQA)
+``hyperiqa``              (d) the HyperIQA baseline on the same trunk family
+========================  =================================================
+
+All four get the same training keys passed in; what is not passed comes from
+each family's own defaults (HyperIQA's or the seed's). Runs (c) and (d) are
+named after their models, exactly like the runs of notebooks 2 and 3
+(:func:`iqalib.experiments.train_models`), so with the same settings those
+finished runs are read back instead of trained again; (a) and (b) are named
+``<smart model>_single_scale`` and ``<smart model>_multiscale_concat``. With a frozen trunk
+every configuration reads the same cached trunk features (one feature bank
+per trunk, crops and seed), so the ablation costs one trunk pass plus four
+head trainings; :func:`run_ablation` records how many new feature banks each
+run created, which checks that.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from iqalib import metrics
+from iqalib.config import RunConfig
+from iqalib.data.images import cache_root
+
+ABLATION_CONFIGURATIONS = {
+    # name: (family, model options, run-name suffix); {} keeps the model's own defaults
+    # (multi-scale with attention for smart_iqa_*), which is what notebooks 2 and 3 train.
+    "single_scale": ("smart", {"multiscale": False, "attention": False}, "_single_scale"),
+    "multiscale_concat": ("smart", {"multiscale": True, "attention": False}, "_multiscale_concat"),
+    "multiscale_attention": ("smart", {}, ""),
+    "hyperiqa": ("baseline", {}, ""),
+}
+ABLATION_LABELS = {
+    "single_scale": "(a) single scale",
+    "multiscale_concat": "(b) multi-scale concat",
+    "multiscale_attention": "(c) + attention (SMART-IQA)",
+    "hyperiqa": "(d) HyperIQA baseline",
+}
+# The comparisons the ablation is about: the full model against each of the others.
+ABLATION_PAIRS = (("multiscale_attention", "multiscale_concat"),
+                  ("multiscale_attention", "single_scale"),
+                  ("multiscale_attention", "hyperiqa"))
+
+
+def ablation_configs(*, out_dir: str | Path, smart_model: str = "smart_iqa_lite0",
+                     baseline_model: str = "hyperiqa_lite0", **common) -> dict[str, RunConfig]:
+    """One :class:`~iqalib.config.RunConfig` per configuration (run names: see the module docstring).
+
+    ``common`` holds :func:`iqalib.experiments.run_config` keywords shared by
+    all four (dataset, data_root, split_seed, fractions, pretrained and the
+    training keys).
+    """
+    from iqalib.experiments import run_config
+
+    models = {"smart": smart_model, "baseline": baseline_model}
+    return {name: run_config(models[family] + suffix, out_dir=out_dir, model=models[family],
+                             model_options=dict(options), **common)
+            for name, (family, options, suffix) in ABLATION_CONFIGURATIONS.items()}
+
+
+@dataclass
+class AblationRuns:
+    """Finished ablation runs: results and folder per configuration, and what each run cost."""
+
+    results: dict[str, dict]
+    run_dirs: dict[str, Path]
+    costs: pd.DataFrame  # configuration, seconds, new_feature_banks
+
+
+def _feature_banks() -> set[str]:
+    return {p.name for p in (cache_root() / "features").glob("*.pt")}
+
+
+def trunk_features_key(config: RunConfig) -> str | None:
+    """What a frozen-trunk feature bank of ``config`` depends on, hashed (None when the trunk trains).
+
+    Trunk and its weights, data set, crop count ``max(train_patches,
+    test_patches)``, patch size, crop rule and seed: configurations with equal
+    keys read the same cached trunk features.
+    """
+    import dataclasses
+    import hashlib
+    import json
+
+    from iqalib.config import resolve_train
+    from iqalib.models import create_model
+
+    if not config.train.freeze_backbone:
+        return None
+    model = create_model(config.model.name, pretrained=False, **config.model.options)
+    train = resolve_train(config.train, model.default_train_config())
+    parts = {"backbone": model.backbone.name, "weights": str(config.model.pretrained),
+             "data": dataclasses.asdict(config.data), "k": max(train.train_patches, train.test_patches),
+             "patch": train.patch_size, "crops": train.test_crops, "seed": train.seed}
+    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def run_ablation(configs: dict[str, RunConfig]) -> AblationRuns:
+    """Train (or read back) every configuration in order and record what each cost.
+
+    ``costs`` columns: ``seconds`` (wall time; near zero for a run read
+    back), ``trunk_features`` (:func:`trunk_features_key`: one value for all
+    means one shared feature bank) and ``new_feature_banks`` (bank files that
+    appeared in the cache folder meanwhile; another process sharing the cache
+    can add to it).
+    """
+    from iqalib.experiments import run_or_load
+
+    results, costs = {}, []
+    for name, config in configs.items():
+        before, started = _feature_banks(), time.perf_counter()
+        results[name] = run_or_load(config)
+        costs.append({"configuration": name, "seconds": time.perf_counter() - started,
+                      "trunk_features": trunk_features_key(config),
+                      "new_feature_banks": len(_feature_banks() - before)})
+    return AblationRuns(results, {n: c.run_dir for n, c in configs.items()}, pd.DataFrame(costs))
+
+
+def ablation_rounds(results: dict[str, dict]) -> pd.DataFrame:
+    """Long table of test metrics: one row per configuration and round."""
+    rows = [{"configuration": name, "label": ABLATION_LABELS.get(name, name), "model": r["model"], **per_round}
+            for name, r in results.items() for per_round in r["test_per_round"]]
+    return pd.DataFrame(rows)
+
+
+def ablation_table(results: dict[str, dict], metric_names=("srcc", "plcc")) -> pd.DataFrame:
+    """Median and spread over rounds (:func:`iqalib.metrics.summarize_rounds`) per configuration.
+
+    Columns ``<metric>_median``, ``<metric>_iqr``, ``<metric>_min``,
+    ``<metric>_max`` for each metric, plus ``rounds`` and ``data``.
+    """
+    rows = []
+    for name, r in results.items():
+        summary = metrics.summarize_rounds(pd.DataFrame(r["test_per_round"]), metrics=list(metric_names))
+        row = {"configuration": ABLATION_LABELS.get(name, name), "model": r["model"], "rounds": r["rounds"]}
+        for metric in metric_names:
+            for statistic in ("median", "iqr", "min", "max"):
+                row[f"{metric}_{statistic}"] = summary.loc[metric, statistic]
+        row["data"] = r["data"]
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("configuration")

@@ -1,0 +1,93 @@
+"""Figures of the attention analysis (notebook 05)."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from iqalib.analysis.attention import STAGE_COLUMNS, UNIFORM_WEIGHT, AttentionStatistics
+from iqalib.analysis.heatmap import HeatMap
+
+STAGE_LABELS = [f"stage {i + 1}" for i in range(len(STAGE_COLUMNS))]
+
+
+def _title(selected_row) -> str:
+    return f"{selected_row['role']} MOS: {selected_row['mos']:.1f}, predicted {selected_row['pred']:.1f}"
+
+
+def plot_stage_weights(selected: pd.DataFrame, heatmaps: dict[str, HeatMap], data_label: str):
+    """Each selected image (thumbnail) beside a bar chart of its four stage weights."""
+    fig, axes = plt.subplots(len(selected), 2, figsize=(9, 2.8 * len(selected)),
+                             gridspec_kw={"width_ratios": [1.2, 1]}, squeeze=False)
+    top = float(selected[list(STAGE_COLUMNS)].to_numpy().max())
+    for (image_ax, bar_ax), (_, row) in zip(axes, selected.iterrows()):
+        image_ax.imshow(heatmaps[row["role"]].image)
+        image_ax.set_title(_title(row), fontsize=10)
+        image_ax.axis("off")
+        weights = row[list(STAGE_COLUMNS)].to_numpy(dtype=float)
+        sns.barplot(x=STAGE_LABELS, y=weights, hue=STAGE_LABELS, palette="viridis", legend=False, ax=bar_ax)
+        bar_ax.axhline(UNIFORM_WEIGHT, color="grey", linestyle="--", linewidth=1, label="uniform (1/4)")
+        bar_ax.set_ylim(0, max(0.3, 1.15 * top))
+        bar_ax.set_ylabel("attention weight")
+        for x, w in enumerate(weights):
+            bar_ax.text(x, w, f"{w:.3f}", ha="center", va="bottom", fontsize=8)
+    axes[0, 1].legend(loc="upper left", fontsize=8)
+    fig.suptitle(f"Stage attention of the lowest, median and highest MOS test images - {data_label}")
+    fig.tight_layout()
+    return fig
+
+
+def plot_heatmaps(selected: pd.DataFrame, heatmaps: dict[str, HeatMap], data_label: str):
+    """Per selected image: the image, its attention-weighted stage-energy map, its patch-wise quality map."""
+    fig, axes = plt.subplots(len(selected), 3, figsize=(12, 3 * len(selected)), squeeze=False)
+    for (image_ax, energy_ax, quality_ax), (_, row) in zip(axes, selected.iterrows()):
+        heat = heatmaps[row["role"]]
+        image_ax.imshow(heat.image)
+        image_ax.set_title(_title(row), fontsize=10)
+        energy_ax.imshow(heat.image)
+        shown = energy_ax.imshow(heat.attention_energy, cmap="inferno", alpha=0.6)
+        fig.colorbar(shown, ax=energy_ax, fraction=0.035)
+        energy_ax.set_title("attention-weighted stage energy", fontsize=10)
+        shown = quality_ax.imshow(heat.quality, cmap="RdYlGn")
+        fig.colorbar(shown, ax=quality_ax, fraction=0.035)
+        quality_ax.set_title(f"patch-wise quality ({len(heat.boxes)} crops)", fontsize=10)
+        for ax in (image_ax, energy_ax, quality_ax):
+            ax.axis("off")
+    fig.suptitle(f"Where the model looks - {data_label}")
+    fig.tight_layout()
+    return fig
+
+
+def plot_weights_vs_mos(stats: AttentionStatistics, data_label: str):
+    """Stage weights by MOS tercile (box + points) and attention concentration against MOS."""
+    per_image = stats.per_image
+    long = per_image.melt(id_vars=["mos", "mos_tercile"], value_vars=list(STAGE_COLUMNS),
+                          var_name="stage", value_name="weight")
+    long["stage"] = long["stage"].map(dict(zip(STAGE_COLUMNS, STAGE_LABELS)))
+    fig, (box_ax, scatter_ax) = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [1.4, 1]})
+    sns.boxplot(data=long, x="stage", y="weight", hue="mos_tercile", showfliers=False, ax=box_ax)
+    sns.stripplot(data=long, x="stage", y="weight", hue="mos_tercile", dodge=True, size=2.5, alpha=0.5,
+                  legend=False, ax=box_ax, palette="dark:k")
+    box_ax.axhline(UNIFORM_WEIGHT, color="grey", linestyle="--", linewidth=1)
+    box_ax.legend(title="MOS tercile", fontsize=8)
+    box_ax.set_title(f"Stage weights by MOS tercile ({stats.n_images} test images)")
+    row = stats.correlations.loc["concentration"]
+    sns.scatterplot(data=per_image, x="mos", y="concentration", hue="mos_tercile", s=16, alpha=0.7,
+                    legend=False, ax=scatter_ax)
+    scatter_ax.plot(stats.terciles["mos"], stats.terciles["concentration"], "k-o", label="tercile means")
+    scatter_ax.legend(fontsize=8)
+    scatter_ax.set_title(f"Concentration vs MOS: SRCC {row['srcc']:+.3f} "
+                         f"[{row['low']:+.3f}, {row['high']:+.3f}]", fontsize=10)
+    scatter_ax.set_ylabel("concentration (1 - entropy / log 4)")
+    fig.suptitle(f"Attention over the whole test set - {data_label}")
+    fig.tight_layout()
+    return fig
+
+
+def correlation_table(stats: AttentionStatistics) -> pd.DataFrame:
+    """Spearman correlations with MOS and their intervals, rounded for display."""
+    level = round(100 * (1 - stats.alpha))
+    return stats.correlations.rename(columns={"low": f"{level}% CI low", "high": f"{level}% CI high"}).round(3)
+
+
+__all__ = ["correlation_table", "plot_heatmaps", "plot_stage_weights", "plot_weights_vs_mos"]

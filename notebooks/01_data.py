@@ -1,0 +1,78 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 1. The data: images and their mean opinion scores
+#
+# A blind IQA data set is a table of photographs, each with a **mean opinion score** (MOS): the
+# average of the ratings that many people gave it. A model is trained to predict the MOS from the
+# pixels alone. This chapter shows the data sets in play: how their scores are distributed, how the
+# images are split into training, validation and test parts, and what a low-, a median- and a
+# high-MOS image look like.
+#
+# The **demo** set is synthetic: scikit-image photographs distorted at four levels, scored by a
+# full-reference rule (SSIM, {cite}`wang2004ssim`) and simulated raters. It lets the whole book run
+# anywhere in minutes, but its numbers say nothing about real photographs; every figure says so.
+
+# %% tags=["parameters"]
+profile = "demo"
+dataset = "demo"
+data_root = None
+out_dir = "runs/book/demo"
+seed = 0
+device = "cpu"
+split_seed = 0
+fractions = [0.5, 0.25, 0.25]
+other_sets = {}
+
+# %%
+import iqalib
+from iqalib import plots
+from iqalib.experiments import available_tables
+
+# %% [markdown]
+# ## The tables
+# The main data set of this profile, plus any real set found on this machine (a set that is not
+# found is listed, not fatal).
+
+# %%
+table = iqalib.load_dataset(dataset, data_root)
+others, missing = available_tables(other_sets)
+print(f"{table.label}: {len(table)} images, MOS from {table.mos_range[0]:g} to {table.mos_range[1]:g}")
+missing or "every other set listed in the profile was found"
+
+# %% [markdown]
+# ## MOS distributions
+# Scales differ between sets (0-100 here, 1-5 for some releases of KonIQ-10k), which is why the
+# correlation metrics of the next chapters ignore the scale.
+
+# %%
+plots.mos_distribution([table, *others.values()]);
+
+# %% [markdown]
+# ## Splits
+# Round *r* of a run splits the table with seed `split_seed + r`. Random splits keep all versions of
+# one content (one reference photograph) in the same part, so the test set never contains a
+# distorted copy of a training image. The validation part chooses the epoch; the test part is used once.
+
+# %%
+parts = iqalib.split_table(table, seed=split_seed, fractions=tuple(fractions))
+{name: len(part) for name, part in parts.items()}
+
+# %% [markdown]
+# ## Examples at low, median and high MOS
+
+# %%
+plots.example_images(table);

@@ -1,0 +1,80 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 2. The HyperIQA baseline
+#
+# HyperIQA {cite}`su2020hyperiqa` first *understands the content* of an image with a trunk network,
+# then a **hyper network** turns that understanding into the weights of a small **target network**,
+# which scores multi-scale "local distortion" features of the same image. Each image thus gets its
+# own scoring rule. Here the trunk is EfficientNet-Lite0 {cite}`tan2019efficientnet` on CPU
+# profiles (only its ImageNet weights are available offline) and ResNet-50 on the KonIQ profile.
+#
+# Training: random 224x224 crops of the training images, each labelled with its image's MOS; an L1
+# loss. After every epoch the model scores the **validation** images (the mean over test crops of
+# each image); the epoch with the best validation SRCC is kept and tested once on the test split.
+
+# %% tags=["parameters"]
+profile = "demo"
+dataset = "demo"
+data_root = None
+out_dir = "runs/book/demo"
+seed = 0
+device = "cpu"
+split_seed = 0
+fractions = [0.5, 0.25, 0.25]
+model = "hyperiqa_lite0"
+rounds = 2
+epochs = 4
+batch_size = 32
+train_patches = 2
+test_patches = 2
+trunk_lr = 1.0e-4
+freeze_backbone = True
+
+# %%
+from iqalib import plots
+from iqalib.experiments import history_frame, predictions_frame, results_table, train_models
+
+# %% [markdown]
+# ## Train (or read back the finished run)
+
+# %%
+results = train_models(
+    [model], out_dir=out_dir, dataset=dataset, data_root=data_root, split_seed=split_seed,
+    fractions=fractions, seed=seed, device=device, rounds=rounds, epochs=epochs, batch_size=batch_size,
+    train_patches=train_patches, test_patches=test_patches, trunk_lr=trunk_lr,
+    freeze_backbone=freeze_backbone, progress=False)[model]
+
+# %% [markdown]
+# ## Learning curves
+# Training loss falls; validation SRCC tells which epoch generalises best (circled).
+
+# %%
+plots.learning_curves(results, history_frame(results));
+
+# %% [markdown]
+# ## Test metrics
+# SRCC (rank correlation: does the model *order* images like people do?) and PLCC (linear
+# correlation of the scores), as median and range over the rounds.
+
+# %%
+results_table([results])
+
+# %% [markdown]
+# ## Predicted score against MOS (test split of round 0)
+
+# %%
+plots.prediction_scatter(predictions_frame(f"{out_dir}/{model}", 0), f"{model} on {results['data']}");

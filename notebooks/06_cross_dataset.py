@@ -1,0 +1,55 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 6. Across data sets: does the model transfer?
+#
+# A model that learned *quality* rather than the quirks of one data set should rank the images of
+# another set well too. We take the round-0 model of a finished run, keep its own test split as the
+# in-data-set reference, and score every image of the other sets (or a seeded random sample of
+# them, on CPU). SRCC ignores the sets' different MOS scales.
+#
+# Sets that are not present on this machine are skipped and listed below: on a fresh machine the
+# demo profile has only the synthetic demo set.
+
+# %% tags=["parameters"]
+profile = "demo"
+dataset = "demo"
+data_root = None
+out_dir = "runs/book/demo"
+seed = 0
+device = "cpu"
+split_seed = 0
+fractions = [0.5, 0.25, 0.25]
+train_run = "smart_iqa_lite0"
+test_sets = {}
+max_images = 200
+
+# %%
+from iqalib import plots
+from iqalib.experiments import cross_dataset_matrix
+
+# %%
+matrix = cross_dataset_matrix(f"{out_dir}/{train_run}", test_sets, max_images=max_images, seed=seed)
+matrix
+
+# %% [markdown]
+# Skipped sets (not found on this machine), with the reason:
+
+# %%
+matrix.attrs["skipped"] or "none skipped"
+
+# %%
+plots.metric_matrix(matrix, "srcc");

@@ -1,0 +1,215 @@
+"""The book: notebook pairs, profiles, the smoke book executed end to end, the HTML build, Lab."""
+from __future__ import annotations
+
+import ast
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+
+from iqalib.book import NOTEBOOKS, NotebookFailed, build_html, execute_notebook, load_profile, run_book
+from iqalib.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+PROFILES = ("smoke", "demo", "livec", "koniq")
+# Figures (image/png outputs) each chapter shows under the smoke profile; None: at least one.
+FIGURES = {"01_data": 2, "02_baseline": 2, "03_smart_iqa": 3, "04_ablations": None, "05_attention": None,
+           "06_cross_dataset": 1, "07_lr_sensitivity": 1, "08_model_size": 1, "09_summary": 0}
+
+
+def parameters_cell(nb) -> list:
+    return [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+
+
+def copy_book_sources(dest: Path) -> Path:
+    """The files a book build reads, copied so that tests never touch the repository's outputs."""
+    for name in ("jupytext.toml", "_config.yml", "_toc.yml"):
+        shutil.copy(ROOT / name, dest / name)
+    for folder in ("notebooks", "params"):
+        shutil.copytree(ROOT / folder, dest / folder)
+    (dest / "book").mkdir()
+    for page in (ROOT / "book").glob("*.*"):
+        shutil.copy(page, dest / "book" / page.name)
+    return dest
+
+
+# ------------------------------------------------------------- pairing gate
+def test_every_notebook_is_a_committed_pair():
+    stems = sorted(p.stem for p in (ROOT / "notebooks").glob("*.py"))
+    assert stems == list(NOTEBOOKS)
+    assert sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb")) == stems
+
+
+def test_jupytext_sync_changes_nothing(tmp_path):
+    copy = tmp_path / "notebooks"
+    shutil.copytree(ROOT / "notebooks", copy)
+    shutil.copy(ROOT / "jupytext.toml", tmp_path / "jupytext.toml")
+    done = subprocess.run([sys.executable, "-m", "jupytext", "--sync", *sorted(map(str, copy.glob("*.py")))],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    changed = [p.name for p in sorted(copy.iterdir())
+               if p.read_bytes() != (ROOT / "notebooks" / p.name).read_bytes()]
+    assert changed == [], f"run `jupytext --sync notebooks/*.py`: {changed} are out of sync"
+
+
+@pytest.mark.parametrize("stem", NOTEBOOKS)
+def test_committed_notebook_has_no_outputs_one_parameters_cell_and_python3(stem):
+    nb = nbformat.read(ROOT / "notebooks" / f"{stem}.ipynb", as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.outputs == [] and c.execution_count is None for c in code)
+    assert len(parameters_cell(nb)) == 1
+    assert nb.cells.index(parameters_cell(nb)[0]) == 1, "parameters come right after the title cell"
+    assert nb.metadata.kernelspec.name == "python3"
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_profile_sets_only_parameters_the_notebooks_declare(profile):
+    params = load_profile(profile, ROOT)
+    assert params["01_data"]["profile"] == profile
+    for stem in NOTEBOOKS:
+        nb = jupytext.read(ROOT / "notebooks" / f"{stem}.py")
+        declared = {t.id for node in ast.parse(parameters_cell(nb)[0].source).body
+                    if isinstance(node, ast.Assign) for t in node.targets}
+        assert set(params[stem]) <= declared, f"{profile}/{stem}: {set(params[stem]) - declared}"
+
+
+def test_unknown_profile_and_notebook_are_one_line_errors(tmp_path):
+    with pytest.raises(ConfigError, match="no book profile 'nope'"):
+        load_profile("nope", ROOT)
+    with pytest.raises(ConfigError, match="unknown notebook"):
+        run_book("smoke", notebooks=["10_nothing"], build=False, root=copy_book_sources(tmp_path))
+
+
+# ------------------------------------------------------ the smoke book, once
+@pytest.fixture(scope="session")
+def smoke_book(tmp_path_factory):
+    root = copy_book_sources(tmp_path_factory.mktemp("book"))
+    run_book("smoke", build=False, root=root, log=lambda *_: None)
+    return root
+
+
+def executed(root: Path, stem: str):
+    return nbformat.read(root / "book" / "executed" / f"{stem}.ipynb", as_version=4)
+
+
+@pytest.mark.parametrize("stem", NOTEBOOKS)
+def test_smoke_notebook_executes_and_shows_its_figures(smoke_book, stem):
+    nb = executed(smoke_book, stem)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.execution_count is not None for c in code)
+    assert not [o for c in code for o in c.outputs if o.output_type == "error"]
+    figures = sum("image/png" in o.get("data", {}) for c in code for o in c.outputs)
+    if FIGURES[stem] is None:
+        assert figures >= 1
+    else:
+        assert figures == FIGURES[stem]
+    injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1 and "profile = \"smoke\"" in injected[0].source
+
+
+def test_smoke_book_marks_its_profile_and_its_runs(smoke_book):
+    assert (smoke_book / "book" / "executed" / "PROFILE").read_text().strip() == "smoke"
+    summary = executed(smoke_book, "09_summary")
+    text = "".join(o.get("data", {}).get("text/plain", "") for c in summary.cells if c.cell_type == "code"
+                   for o in c.outputs)
+    # 09 reads the runs 02 and 03 trained (not typed by hand), labelled synthetic.
+    for run in ("hyperiqa_lite0", "smart_iqa_lite0"):
+        assert run in text
+        assert (smoke_book / "runs" / "book" / "smoke" / run / "summary.json").is_file()
+    assert "demo (synthetic)" in text
+
+
+def test_smoke_book_builds_html(smoke_book):
+    index = build_html(smoke_book)
+    html = index.parent
+    assert index.is_file()
+    for stem in NOTEBOOKS:
+        assert (html / "book" / "executed" / f"{stem}.html").is_file()
+    assert "Su" in (html / "book" / "references.html").read_text()
+    assert list((html / "_images").glob("*.png"))
+
+
+def test_changing_profile_clears_executed_notebooks(tmp_path):
+    root = copy_book_sources(tmp_path)
+    stale = root / "book" / "executed" / "03_smart_iqa.ipynb"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("{}")
+    (stale.parent / "PROFILE").write_text("demo\n")
+    run_book("smoke", notebooks=["09_summary"], build=False, root=root, log=lambda *_: None)
+    assert not stale.exists()
+    assert (stale.parent / "PROFILE").read_text().strip() == "smoke"
+    assert (stale.parent / "09_summary.ipynb").is_file()
+
+
+def test_failing_cell_stops_with_notebook_and_cell_named(tmp_path):
+    root = copy_book_sources(tmp_path)
+    (root / "notebooks" / "99_broken.py").write_text(
+        '# %% tags=["parameters"]\nx = 1\n\n# %%\ny = 2\n\n# %%\nraise ValueError(f"bad x={x}")\n')
+    with pytest.raises(NotebookFailed) as info:
+        execute_notebook("99_broken", {"x": 7}, root=root)
+    message = str(info.value)
+    assert "\n" not in message
+    # Cell 0: parameters, 1: injected parameters, 2: y = 2, 3: the raise.
+    assert "notebook 99_broken failed in cell 3" in message and "ValueError: bad x=7" in message
+
+
+# ----------------------------------------------------------------- JupyterLab
+def test_lab_opens_a_py_notebook_and_saving_writes_both_files(tmp_path):
+    from jupytext import TextFileContentsManager
+
+    root = tmp_path
+    shutil.copytree(ROOT / "notebooks", root / "notebooks")
+    shutil.copy(ROOT / "jupytext.toml", root / "jupytext.toml")
+    manager = TextFileContentsManager(root_dir=str(root))
+    model = manager.get("notebooks/01_data.py")
+    assert model["type"] == "notebook"
+    nb = model["content"]
+    assert len(parameters_cell(nb)) == 1
+    nb.cells.append(nbformat.v4.new_markdown_cell("A note added in Lab."))
+    manager.save({"type": "notebook", "content": nb}, "notebooks/01_data.py")
+    assert "# A note added in Lab." in (root / "notebooks" / "01_data.py").read_text()
+    paired = nbformat.read(root / "notebooks" / "01_data.ipynb", as_version=4)
+    assert paired.cells[-1].source == "A note added in Lab."
+
+
+def test_jupytext_server_extension_is_enabled_in_the_environment():
+    config = Path(sys.prefix) / "etc" / "jupyter" / "jupyter_server_config.d" / "jupytext.json"
+    assert json.loads(config.read_text())["ServerApp"]["jpserver_extensions"]["jupyterlab_jupytext"] is True
+
+
+# ------------------------------------------------- library behind the chapters
+def test_runs_table_reads_medians_and_settings_from_run_files(tmp_path):
+    from iqalib.experiments import FINGERPRINT, runs_table
+
+    run = tmp_path / "hyperiqa_lite0"
+    run.mkdir()
+    rounds = [{"round": r, "srcc": s, "plcc": p} for r, (s, p) in enumerate([(0.5, 0.4), (0.7, 0.8), (0.6, 0.9)])]
+    (run / "summary.json").write_text(json.dumps({"name": run.name, "model": "hyperiqa_lite0",
+                                                  "data": "demo (synthetic)", "rounds": 3,
+                                                  "test_per_round": rounds}))
+    (run / FINGERPRINT).write_text(json.dumps({"config": {"train": {"epochs": 6, "trunk_lr": 1e-4,
+                                                                    "freeze_backbone": True}}}))
+    row = runs_table(tmp_path).iloc[0]
+    assert (row["srcc_median"], row["srcc_min"], row["srcc_max"]) == (0.6, 0.5, 0.7)
+    assert (row["plcc_median"], row["plcc_min"], row["plcc_max"]) == (0.8, 0.4, 0.9)
+    assert (row["epochs"], row["trunk_lr"], bool(row["freeze_backbone"])) == (6, 1e-4, True)
+    assert runs_table(None).empty and list(runs_table(None).columns) == list(runs_table(tmp_path).columns)
+
+
+def test_missing_sets_are_listed_not_fatal(smoke_book, tmp_path):
+    from iqalib.experiments import available_tables, cross_dataset_matrix, load_results
+
+    tables, missing = available_tables({"demo": None, "livec": tmp_path / "absent"})
+    assert list(tables) == ["demo"] and list(missing) == ["livec"] and str(tmp_path) in missing["livec"]
+    run_dir = smoke_book / "runs" / "book" / "smoke" / "smart_iqa_lite0"
+    matrix = cross_dataset_matrix(run_dir, {"livec": tmp_path / "absent"})
+    own = load_results(run_dir)["round_results"][0]["test"]
+    assert list(matrix.attrs["skipped"]) == ["livec"]
+    assert matrix[["n", "srcc", "plcc"]].to_dict("records") == [{"n": own["n"], "srcc": own["srcc"],
+                                                                   "plcc": own["plcc"]}]
