@@ -203,10 +203,19 @@ def to_model_input(
     mean_t = torch.as_tensor(mean, dtype=torch.float64).view(1, -1, 1, 1)
     scale = (1.0 / (255.0 * std_t)).to(device=device, dtype=dtype)
     shift = (-mean_t / std_t).to(device=device, dtype=dtype)
+    if patches.dtype == torch.uint8 and patches.device.type == "cpu" and dtype == torch.float32 \
+            and torch.device(device).type == "cpu":
+        # On a CPU, NumPy's uint8 -> float32 cast plus one fused multiply-add
+        # runs about twice as fast as torch's conversion followed by two passes.
+        x = torch.from_numpy(patches.numpy().astype(np.float32))
+        return _finish(torch.addcmul(shift, x, scale, out=x), channels_last)
     x = patches.to(device, non_blocking=True).to(dtype)
     if x.data_ptr() == patches.data_ptr():  # already float on device: .to() made no copy
         x = x.clone()
-    x = x.mul_(scale).add_(shift)
+    return _finish(x.mul_(scale).add_(shift), channels_last)
+
+
+def _finish(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     return x
