@@ -27,35 +27,10 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
-    import dataclasses
+    from iqalib.engine.score import evaluate_split
 
-    import torch
-
-    from iqalib import metrics
-    from iqalib.config import from_dict
-    from iqalib.engine.checkpoint import load_checkpoint
-    from iqalib.engine.fit import PatchSource, prepare_data, resolved_train, predict_images
-    from iqalib.engine.score import load_trained
-
-    state = load_checkpoint(args.checkpoint)
-    data_cfg = dict(state["config"]["data"])
-    if args.dataset:
-        data_cfg.update(name=args.dataset, root=args.root, options={})
-    config = from_dict({**state["config"], "data": data_cfg})
-    data = prepare_data(config)
-    model = load_trained(args.checkpoint)
-    # Round r of a run split its data with split_seed + r and cropped with seed + r (fit_round).
-    round_index = int(state.get("round", 0))
-    tc = dataclasses.replace(resolved_train(config, model), seed=config.train.seed + round_index)
-    from iqalib.data.splits import split_table
-
-    part = data.table if args.split == "all" else split_table(
-        data.table, seed=config.data.split_seed + round_index, fractions=tuple(config.data.fractions),
-        official=config.data.official_split)[args.split]
-    source = PatchSource(model, data.store, data.indices(part), part.mos, tc, train=False,
-                         device=torch.device("cpu"), dtype=None)
-    scores = metrics.evaluate_scores(predict_images(source), part.mos)
-    print(json.dumps({"data": data.table.label, "split": args.split, **scores}, indent=2))
+    scores = evaluate_split(args.checkpoint, split=args.split, dataset=args.dataset, root=args.root)
+    print(json.dumps(scores, indent=2))
     return 0
 
 

@@ -58,11 +58,9 @@ def run_or_load(config: RunConfig, *, force: bool = False) -> dict:
     run_dir = config.run_dir
     stamp = run_dir / FINGERPRINT
     key = fingerprint(config)
-    done = (run_dir / "summary.json").is_file() and stamp.is_file() and \
-        json.loads(stamp.read_text()).get("fingerprint") == key
-    if done and not force:
-        return load_results(run_dir)
     same_config = stamp.is_file() and json.loads(stamp.read_text()).get("fingerprint") == key
+    if same_config and (run_dir / "summary.json").is_file() and not force:
+        return load_results(run_dir)
     atomic_write_json(stamp, {"fingerprint": key, "config": config.to_dict()})
     return fit(config, resume=same_config and not force)
 

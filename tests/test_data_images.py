@@ -332,6 +332,18 @@ def test_pickled_memory_store_carries_its_pixels(photo_files):
     np.testing.assert_array_equal(copy[3], store[3])
 
 
+def test_subset_shares_the_pixels_and_stays_on_disk(photo_files, tmp_path):
+    store = ImageStore.build(photo_files, cache=tmp_path / "cache")
+    part = store.subset(np.array([False, True, False, True]))
+    assert len(part) == 2 and part.on_disk
+    np.testing.assert_array_equal(part[0], store[1])
+    np.testing.assert_array_equal(part[1], store[3])
+    assert np.shares_memory(part[1], store[3])
+    copy = pickle.loads(pickle.dumps(part))  # as a spawned loader worker gets it
+    np.testing.assert_array_equal(copy[1], store[3])
+    assert store.subset([2]).shapes.tolist() == [store.shapes[2].tolist()]
+
+
 def test_cache_key_includes_the_settings(photo_files, tmp_path, count_decodes):
     cache = tmp_path / "cache"
     ImageStore.build(photo_files, cache=cache)

@@ -220,14 +220,25 @@ class ImageStore:
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         if self._buffer is None:
-            self._buffer = np.memmap(self.path / "images.u8", dtype=np.uint8, mode="r",
-                                     shape=(self._layout.nbytes,))
+            # The whole file: a subset's layout addresses only part of it.
+            self._buffer = np.memmap(self.path / "images.u8", dtype=np.uint8, mode="r")
 
     def valid(self) -> np.ndarray:
         """Boolean mask of images that decoded."""
         mask = np.ones(len(self), dtype=bool)
         mask[list(self.failed)] = False
         return mask
+
+    def subset(self, keep) -> "ImageStore":
+        """The selected images (boolean mask or indices), sharing this store's pixels.
+
+        No copy: a memory-mapped store stays on disk.
+        """
+        idx = np.flatnonzero(keep) if np.asarray(keep).dtype == bool else np.asarray(keep, np.int64)
+        position = {int(old): new for new, old in enumerate(idx)}
+        failed = {position[i]: why for i, why in self.failed.items() if i in position}
+        layout = _Layout(self._layout.offsets[idx], self._layout.shapes[idx])
+        return ImageStore(self._buffer, layout, failed, path=self.path)
 
     @classmethod
     def from_arrays(cls, arrays: Sequence[np.ndarray]) -> "ImageStore":

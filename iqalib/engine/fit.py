@@ -126,7 +126,7 @@ def prepare_data(config: RunConfig) -> Data:
     keep = store.valid() & ~too_small
     if not keep.all():
         table = table.subset(keep)
-        store = ImageStore.from_arrays([store[i] for i in np.flatnonzero(keep)])
+        store = store.subset(keep)
     return Data(table, store)
 
 

@@ -188,3 +188,35 @@ def predict(model, image, *, patches: int = 25, patch_size: int | None = None, s
     finally:
         model.train(was_training)
     return score
+
+
+def evaluate_split(checkpoint: str | Path, *, split: str = "test", dataset: str | None = None,
+                   root: str | Path | None = None) -> dict:
+    """Metrics of a trained round on a split of its own data (or of ``dataset``), on the CPU.
+
+    Round r of a run split its data with ``split_seed + r`` and cropped with
+    ``seed + r`` (see :func:`iqalib.engine.fit.fit_round`); the same are used here.
+    """
+    import dataclasses
+
+    from iqalib import metrics
+    from iqalib.config import from_dict
+    from iqalib.data.splits import split_table
+    from iqalib.engine.fit import PatchSource, predict_images, prepare_data, resolved_train
+
+    state = load_checkpoint(checkpoint)
+    data_cfg = dict(state["config"]["data"])
+    if dataset:
+        data_cfg.update(name=dataset, root=None if root is None else str(root), options={})
+    config = from_dict({**state["config"], "data": data_cfg})
+    data = prepare_data(config)
+    model = load_trained(checkpoint)
+    round_index = int(state.get("round", 0))
+    tc = dataclasses.replace(resolved_train(config, model), seed=config.train.seed + round_index)
+    part = data.table if split == "all" else split_table(
+        data.table, seed=config.data.split_seed + round_index, fractions=tuple(config.data.fractions),
+        official=config.data.official_split)[split]
+    source = PatchSource(model, data.store, data.indices(part), part.mos, tc, train=False,
+                         device=torch.device("cpu"), dtype=None)
+    scores = metrics.evaluate_scores(predict_images(source), part.mos)
+    return {"data": data.table.label, "split": split, **scores}
