@@ -387,3 +387,32 @@ def test_score_paths_scores_the_good_images_and_reports_the_corrupt_one(trained,
     once, twice = predict(model, first, patches=4), predict(model, first, patches=4)
     assert once == twice
     assert once == pytest.approx(table.loc[~broken, "score"].iloc[0], rel=1e-5)
+
+
+def test_frozen_training_rotates_through_every_cached_crop():
+    """Train reads `patches` crops per image and epoch, moving on each epoch; val/test keep the first ones."""
+    from types import SimpleNamespace
+
+    from iqalib.engine.fit import FeatureSource
+
+    k, patches, images = 10, 3, np.array([4, 0, 7])
+    bank = SimpleNamespace(patches_per_image=k, features=[])
+    tc = SimpleNamespace(seed=0, batch_size=4)
+    train = FeatureSource(None, bank, images, [1.0, 2.0, 3.0], patches, tc, device="cpu", dtype=None,
+                          rotate=True)
+    val = FeatureSource(None, bank, images, [1.0, 2.0, 3.0], patches, tc, device="cpu", dtype=None)
+    # Image 4's crops live in bank rows 40..49.
+    assert train.rows(0)[:3].tolist() == [40, 41, 42]
+    assert train.rows(1)[:3].tolist() == [43, 44, 45]
+    assert train.rows(3)[:3].tolist() == [49, 40, 41]  # wraps around
+    seen = set()
+    for epoch in range(4):  # ceil(10 / 3) epochs use every crop
+        rows = train.rows(epoch)
+        assert len(rows) == patches * len(images)
+        seen |= {int(r) for r in rows if 40 <= r < 50}
+    assert seen == set(range(40, 50))
+    assert val.rows(0).tolist() == val.rows(5).tolist() == [40, 41, 42, 0, 1, 2, 70, 71, 72]
+    # A batch's rows, scores and image indices stay aligned after shuffling.
+    for rows, scores, owners in train.loader(2, shuffle=True):
+        assert torch.equal(rows // k, torch.as_tensor(images)[owners])
+        assert torch.equal(scores, torch.tensor([1.0, 2.0, 3.0])[owners])

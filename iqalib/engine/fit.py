@@ -196,26 +196,41 @@ class PatchSource:
 
 
 class FeatureSource:
-    """Batches of cached trunk features through the head only (frozen trunk)."""
+    """Batches of cached trunk features through the head only (frozen trunk).
 
-    def __init__(self, model, bank, indices, scores, patches: int, tc: TrainConfig, *, device, dtype):
+    The bank holds ``k`` fixed crops per image. Validation and test read the
+    first ``patches`` of them. Training (``rotate=True``) reads ``patches``
+    crops per image per epoch and moves on by ``patches`` each epoch, so with
+    ``k > patches`` every cached crop is used, in turn, at the cost of
+    ``patches`` head passes per image and epoch (the head is compute-bound:
+    fewer patches per epoch is what makes an epoch short).
+    """
+
+    def __init__(self, model, bank, indices, scores, patches: int, tc: TrainConfig, *, device, dtype,
+                 rotate: bool = False):
         self.model, self.device, self.dtype, self.tc = model, device, dtype, tc
         self.n_images = len(indices)
         self.bank = bank
-        k = bank.patches_per_image
-        rows = (np.asarray(indices)[:, None] * k + np.arange(patches)[None, :]).reshape(-1)
-        self.rows = torch.from_numpy(rows)
+        self.k, self.patches, self.rotate = bank.patches_per_image, patches, rotate
+        self.first_rows = torch.from_numpy(np.asarray(indices, dtype=np.int64)[:, None] * self.k)
         self.images = torch.arange(len(indices)).repeat_interleave(patches)
         self.scores = torch.as_tensor(np.repeat(np.asarray(scores, np.float32), patches))
 
+    def rows(self, epoch: int) -> torch.Tensor:
+        """Bank rows of this epoch's crops, image-major (``patches`` per image)."""
+        offset = (epoch * self.patches) % self.k if self.rotate else 0
+        crops = (offset + torch.arange(self.patches)) % self.k
+        return (self.first_rows + crops[None, :]).reshape(-1)
+
     def loader(self, epoch: int, shuffle: bool):
-        order = torch.arange(len(self.rows))
+        rows = self.rows(epoch)
+        order = torch.arange(len(rows))
         if shuffle:
-            order = torch.randperm(len(self.rows), generator=torch.Generator().manual_seed(
+            order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(
                 self.tc.seed * 100_003 + epoch))
         for start in range(0, len(order), self.tc.batch_size):
             sel = order[start : start + self.tc.batch_size]
-            yield self.rows[sel], self.scores[sel], self.images[sel]
+            yield rows[sel], self.scores[sel], self.images[sel]
 
     def forward(self, batch):
         rows, scores, images = batch
@@ -344,7 +359,7 @@ def fit_round(config: RunConfig, data: Data, round_index: int = 0, *, resume: bo
     if tc.freeze_backbone:
         sources = {
             "train": FeatureSource(model, bank, idx["train"], mos["train"], tc.train_patches, tc,
-                                   device=device, dtype=dtype),
+                                   device=device, dtype=dtype, rotate=True),
             **{k: FeatureSource(model, bank, idx[k], mos[k], tc.test_patches, tc, device=device,
                                 dtype=dtype) for k in ("val", "test")},
         }
