@@ -36,16 +36,15 @@ Run: ``python benchmarks/train_step.py [--models ...] [--batch N] [--iters N] [-
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
-import subprocess
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+from common import bf16_native, cpu_info, load_average, matmul_gflops, write_json
 
 from iqalib.models import create_model, model_complexity
 
@@ -59,63 +58,7 @@ SETTINGS = {
     "bf16_cl": (True, True, False),
     "compile_cl": (False, True, True),
 }
-CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_tile")
 PATCH = 224
-
-
-# ---------------------------------------------------------------- machine
-
-def cpu_info() -> dict:
-    """Model name, the flags that decide matmul/bf16 speed, torch version and threads."""
-    fields = {}
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        fields = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in out.splitlines())}
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    flags = set(fields.get("Flags", "").split())
-    return {
-        "model_name": fields.get("Model name", platform.processor() or platform.machine()),
-        "cpus": os.cpu_count(),
-        "flags": {f: f in flags for f in CPU_FLAGS},
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "mkldnn": torch.backends.mkldnn.is_available(),
-    }
-
-
-def bf16_native(info: dict) -> bool:
-    return info["flags"]["avx512_bf16"] or info["flags"]["amx_bf16"]
-
-
-def load_average() -> list[float]:
-    return [round(v, 2) for v in os.getloadavg()]
-
-
-# ---------------------------------------------------------------- matmul reference
-
-def matmul_gflops(dtype: torch.dtype, max_size: int = 4096, reps: int = 3, budget_s: float = 2.0) -> dict:
-    """GFLOP/s of a square matmul (2 n^3 FLOPs), median of ``reps``.
-
-    The size doubles from 256 while one product is predicted to take under
-    ``budget_s``, up to ``max_size``: without hardware bf16 a 4096 bf16
-    product would take minutes.
-    """
-    size, rate = 256, None
-    while True:
-        a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
-        a @ b  # first call: thread pool and kernel selection
-        times = []
-        for _ in range(reps):
-            start = time.perf_counter()
-            a @ b
-            times.append(time.perf_counter() - start)
-        rate = 2 * size ** 3 / statistics.median(times) / 1e9
-        predicted_next = 2 * (2 * size) ** 3 / (rate * 1e9)
-        if size >= max_size or predicted_next > budget_s:
-            return {"size": size, "gflops": round(rate, 2)}
-        size *= 2
 
 
 # ---------------------------------------------------------------- training step
@@ -228,12 +171,6 @@ def print_table(result: dict) -> None:
     if probe and "patches_per_s" in probe:
         print(f"bf16 probe ({probe['model']}, {probe['setting']}, batch {probe['batch']}): "
               f"{probe['patches_per_s']:.3f} patches/s, {probe['gflops']:.2f} GFLOP/s")
-
-
-def write_json(path: Path, result: dict) -> None:
-    """Written after every model too, so an interrupted run leaves what it measured."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2) + "\n")
 
 
 def main(argv=None) -> dict:

@@ -1,0 +1,75 @@
+"""Shared by the benchmark scripts: what machine this is, a matmul reference, JSON output."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_tile")
+
+
+def cpu_info() -> dict:
+    """Model name, the flags that decide matmul/bf16 speed, torch version and threads."""
+    fields = {}
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        fields = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in out.splitlines())}
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    flags = set(fields.get("Flags", "").split())
+    return {
+        "model_name": fields.get("Model name", platform.processor() or platform.machine()),
+        "cpus": os.cpu_count(),
+        "flags": {f: f in flags for f in CPU_FLAGS},
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "mkldnn": torch.backends.mkldnn.is_available(),
+    }
+
+
+def bf16_native(info: dict) -> bool:
+    return info["flags"]["avx512_bf16"] or info["flags"]["amx_bf16"]
+
+
+def load_average() -> list[float]:
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+# ---------------------------------------------------------------- matmul reference
+
+def matmul_gflops(dtype: torch.dtype, max_size: int = 4096, reps: int = 3, budget_s: float = 2.0) -> dict:
+    """GFLOP/s of a square matmul (2 n^3 FLOPs), median of ``reps``.
+
+    The size doubles from 256 while one product is predicted to take under
+    ``budget_s``, up to ``max_size``: without hardware bf16 a 4096 bf16
+    product would take minutes.
+    """
+    size, rate = 256, None
+    while True:
+        a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+        a @ b  # first call: thread pool and kernel selection
+        times = []
+        for _ in range(reps):
+            start = time.perf_counter()
+            a @ b
+            times.append(time.perf_counter() - start)
+        rate = 2 * size ** 3 / statistics.median(times) / 1e9
+        predicted_next = 2 * (2 * size) ** 3 / (rate * 1e9)
+        if size >= max_size or predicted_next > budget_s:
+            return {"size": size, "gflops": round(rate, 2)}
+        size *= 2
+
+
+def write_json(path: str | Path, result: dict) -> None:
+    """Write ``result``; scripts call it after every measured item, so an interrupted run keeps them."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")

@@ -1,0 +1,143 @@
+"""Tables for the performance chapter, read from ``benchmarks/results/*.json`` and the runs' own logs.
+
+Every benchmark script (``benchmarks/``, run by ``make bench``) writes one
+JSON file; each function here turns one of them into a small table, or
+returns None when that benchmark has not been run on this machine (the
+chapter then says so instead of showing a number from elsewhere).
+:func:`engine_log_table` summarises what the training engine itself logged
+per epoch (patches/s, loader wait) in the runs of a book profile.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+
+def read_result(results_dir: str | Path, name: str) -> dict | None:
+    path = Path(results_dir) / f"{name}.json"
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text())
+
+
+def machine_line(result: dict | None) -> str:
+    """One line naming the machine and the load a result was measured under."""
+    if not result:
+        return "not measured"
+    machine = result.get("machine") or {}
+    cpu = machine.get("model_name") or machine.get("processor") or result.get("device", "?")
+    parts = [f"{cpu}, {machine.get('cpus', '?')} CPUs, torch {machine.get('torch', result.get('torch', '?'))}"]
+    if "load_average_start" in result:
+        parts.append(f"1-min load average {result['load_average_start'][0]} at the start")
+    return "; ".join(parts)
+
+
+def patch_pipeline_table(results_dir) -> pd.DataFrame | None:
+    r = read_result(results_dir, "patch_pipeline")
+    if r is None:
+        return None
+    rows = []
+    for what, key, speedup in (("uint8 patches", "uint8_patches_per_s", "speedup_uint8"),
+                               ("normalised float patches", "normalised_float_patches_per_s",
+                                "speedup_normalised")):
+        rows.append({"output": what, "decode per patch (original)": r[key]["decode_per_patch"],
+                     "decode once (iqalib)": r[key]["decode_once"], "speed-up": r[speedup]})
+    return pd.DataFrame(rows).set_index("output")
+
+
+def train_step_table(results_dir) -> pd.DataFrame | None:
+    r = read_result(results_dir, "train_step")
+    if r is None:
+        return None
+    rows = []
+    for model, entry in r["models"].items():
+        for setting, m in entry["settings"].items():
+            if "patches_per_s" not in m:
+                continue
+            rows.append({"model": model, "setting": setting, "patches/s": m["patches_per_s"],
+                         "GFLOP/s": m["gflops"], "of matmul": m["fraction_of_matmul"]})
+    return pd.DataFrame(rows).set_index(["model", "setting"])
+
+
+def head_training_table(results_dir) -> pd.DataFrame | None:
+    r = read_result(results_dir, "head_training")
+    if r is None:
+        return None
+    rows = []
+    for model, m in r["models"].items():
+        rows.append({
+            "model": model,
+            "cached features, patches/s": m["patches_per_s"]["cached_features"],
+            "trunk every step, patches/s": m["patches_per_s"]["trunk_every_step"],
+            "speed-up": m["speedup"],
+            "head GFLOP/s": m["head_train_gflops"],
+            "of matmul": m.get("head_fraction_of_matmul"),
+            "LIVE-C epoch, 10 patches (s)": m["livec_epoch_s"]["cached_10_patches"],
+            "LIVE-C epoch, 2 patches (s)": m["livec_epoch_s"]["cached_2_patches"],
+            "ablation, cached (min)": m["livec_ablation_minutes"]["cached_features"],
+            "ablation, trunk every step (min)": m["livec_ablation_minutes"]["trunk_every_step"],
+        })
+    return pd.DataFrame(rows).set_index("model")
+
+
+def loader_wait_table(results_dir) -> pd.DataFrame | None:
+    r = read_result(results_dir, "loader_wait")
+    if r is None:
+        return None
+    frame = pd.DataFrame(r["settings"]).T
+    frame.index.name = f"{r['model']}, fine-tuning"
+    return frame
+
+
+def scoring_table(results_dir) -> pd.DataFrame | None:
+    r = read_result(results_dir, "scoring")
+    if r is None:
+        return None
+    return pd.DataFrame([{
+        "model": r["model"], "images": r["images"], "patches per image": r["patches_per_image"],
+        "one at a time (images/s)": r["images_per_s"]["one_at_a_time"],
+        "iqalib score (images/s)": r["images_per_s"]["score_paths"],
+        "speed-up": r["speedup"], "model alone (images/s)": r["forward_only_images_per_s"],
+    }]).set_index("model")
+
+
+def score_memory_table(results_dir) -> pd.DataFrame | None:
+    """Peak RSS of ``iqalib score`` by number of images, whatever keys the script wrote per run."""
+    r = read_result(results_dir, "score_memory")
+    if r is None:
+        return None
+    runs = r.get("runs") or r.get("results") or []
+    return pd.DataFrame(runs) if runs else pd.DataFrame([{k: v for k, v in r.items() if k != "machine"}])
+
+
+def gpu_step_table(results_dir) -> pd.DataFrame | None:
+    r = read_result(results_dir, "gpu_step")
+    if r is None:
+        return None
+    return pd.DataFrame([{
+        "device": r["device"], "model": r["model"], "batch": r["batch"], **r["setting"],
+        "train patches/s": r["step"]["train_patches_per_s"], "eval patches/s": r["step"]["eval_patches_per_s"],
+        "train TFLOP/s": r["step"]["train_tflops"], "matmul TFLOP/s": r["matmul_tflops"],
+        "of matmul": r["step"]["train_fraction_of_matmul"],
+        "KonIQ epoch (min)": r["projection"]["koniq_epoch_minutes"],
+        "KonIQ test pass (min)": r["projection"]["koniq_test_pass_minutes"],
+    }]).set_index("device")
+
+
+def engine_log_table(out_dir: str | Path) -> pd.DataFrame:
+    """Per run under ``out_dir``: epochs logged, median patches/s and the largest loader-wait fraction."""
+    rows = []
+    for history in sorted(Path(out_dir).glob("*/round_*/history.csv")):
+        frame = pd.read_csv(history)
+        if frame.empty or "loader_wait_fraction" not in frame:
+            continue
+        rows.append({"run": history.parent.parent.name, "epochs": len(frame),
+                     "patches/s": frame["patches_per_s"].median(),
+                     "max loader wait": frame["loader_wait_fraction"].max()})
+    if not rows:
+        return pd.DataFrame(columns=["epochs", "median patches/s", "max loader wait"])
+    runs = pd.DataFrame(rows).groupby("run")
+    return pd.DataFrame({"epochs": runs["epochs"].sum(), "median patches/s": runs["patches/s"].median(),
+                         "max loader wait": runs["max loader wait"].max()})

@@ -1,0 +1,95 @@
+"""The benchmark scripts run end to end (tiny settings) and the performance chapter reads their JSON.
+
+Speed itself is never asserted here (see benchmarks/README.md for measured figures);
+these tests check that each script measures both sides of its comparison, that the
+two sides compute the same thing where the script claims so, and that the tables of
+iqalib.analysis.performance read what the scripts write.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from iqalib.analysis import performance as perf
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def run_script(name: str, out: Path, *args: str) -> dict:
+    done = subprocess.run([sys.executable, str(BENCHMARKS / f"{name}.py"), "--out", str(out), *args],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(out.read_text())
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("results")
+    return folder, {
+        "head_training": run_script("head_training", folder / "head_training.json", "--models", "smart_iqa_lite0",
+                                    "--iters", "1", "--naive-iters", "1", "--batch", "4"),
+        "scoring": run_script("scoring", folder / "scoring.json", "--images", "3", "--patches", "2",
+                              "--batch", "4"),
+        "gpu_step": run_script("gpu_step", folder / "gpu_step.json", "--device", "cpu", "--model",
+                               "smart_iqa_lite0", "--batch", "2", "--iters", "1", "--warmup", "1",
+                               "--no-compile", "--precision", "fp32", "--images", "3", "--workers", "0",
+                               "--matmul-size", "256"),
+    }
+
+
+def test_head_training_measures_both_sides_and_projects_livec(results):
+    _, r = results
+    m = r["head_training"]["models"]["smart_iqa_lite0"]
+    assert m["patches_per_s"]["cached_features"] > 0 and m["patches_per_s"]["trunk_every_step"] > 0
+    # The head's FLOPs per patch, re-derived: 1x1 convs 496->512->256->112 and the 3x3 generators
+    # 112->(512, 128, 32, 8) channels on a 7x7 grid dominate (multiply-adds x 2).
+    convs = 496 * 512 + 512 * 256 + 256 * 112 + 9 * 112 * (512 + 128 + 32 + 8)
+    assert m["head_forward_gflops_per_patch"] == pytest.approx(2 * 49 * convs / 1e9, rel=0.03)
+    epochs = m["livec_epoch_s"]
+    assert epochs["cached_10_patches"] > epochs["cached_2_patches"]
+    assert m["livec_ablation_minutes"]["trunk_every_step"] > m["livec_ablation_minutes"]["cached_features"]
+    assert 0 < m["head_fraction_of_matmul"]
+
+
+def test_scoring_streams_and_agrees_with_one_image_at_a_time(results):
+    _, r = results
+    s = r["scoring"]
+    assert s["images_per_s"]["one_at_a_time"] > 0 and s["images_per_s"]["score_paths"] > 0
+    assert s["max_abs_score_difference"] < 1e-3  # same crops, same model: the same scores
+
+
+def test_gpu_script_runs_on_cpu_and_projects_a_koniq_epoch(results):
+    _, r = results
+    g = r["gpu_step"]
+    assert g["device"] == "cpu" and g["setting"] == {"precision": "fp32", "channels_last": True, "compile": False}
+    assert g["step"]["train_patches_per_s"] > 0 and g["pipeline"]["train_patches_per_s"] > 0
+    rate = min(g["step"]["train_patches_per_s"], g["pipeline"]["train_patches_per_s"])
+    assert g["projection"]["koniq_epoch_minutes"] == pytest.approx(7058 * 20 / rate / 60, rel=0.06)
+
+
+def test_performance_tables_read_the_scripts_json(results):
+    folder, _ = results
+    head = perf.head_training_table(folder)
+    assert list(head.index) == ["smart_iqa_lite0"] and head["speed-up"].iloc[0] > 0
+    assert perf.scoring_table(folder)["images"].iloc[0] == 3
+    assert perf.gpu_step_table(folder).index[0] == "cpu"
+    assert perf.patch_pipeline_table(folder) is None  # not run into this folder: reported as missing
+    assert "CPUs" in perf.machine_line(perf.read_result(folder, "head_training"))
+
+
+def test_engine_log_table_summarises_the_runs_own_history(tmp_path):
+    for run, rounds in (("a", 2), ("b", 1)):
+        for r in range(rounds):
+            d = tmp_path / run / f"round_{r}"
+            d.mkdir(parents=True)
+            pd.DataFrame({"patches_per_s": [10.0 + r, 20.0 + r], "loader_wait_fraction": [0.01, 0.03 * (r + 1)]}
+                         ).to_csv(d / "history.csv", index=False)
+    table = perf.engine_log_table(tmp_path)
+    assert table.loc["a", "epochs"] == 4 and table.loc["b", "epochs"] == 2
+    assert table.loc["a", "max loader wait"] == pytest.approx(0.06)
+    assert table.loc["b", "median patches/s"] == pytest.approx(15.0)
