@@ -93,3 +93,22 @@ def test_engine_log_table_summarises_the_runs_own_history(tmp_path):
     assert table.loc["a", "epochs"] == 4 and table.loc["b", "epochs"] == 2
     assert table.loc["a", "max loader wait"] == pytest.approx(0.06)
     assert table.loc["b", "median patches/s"] == pytest.approx(15.0)
+
+
+def test_run_time_table_sums_each_runs_rounds(tmp_path):
+    for run, seconds in (("a", [60.0, 120.0]), ("b", [30.0])):
+        for r, s in enumerate(seconds):
+            d = tmp_path / run / f"round_{r}"
+            d.mkdir(parents=True)
+            (d / "results.json").write_text(json.dumps({"train_seconds": s}))
+    table = perf.run_time_table(tmp_path)
+    assert table.loc["a", "rounds"] == 2 and table.loc["a", "training minutes"] == pytest.approx(3.0)
+    assert table.loc["all runs", "training minutes"] == pytest.approx(3.5)
+
+
+def test_benchmark_report_names_the_machine_or_says_not_run(results, capsys):
+    folder, _ = results
+    assert isinstance(perf.benchmark_report(folder, "scoring"), pd.DataFrame)
+    assert "CPUs" in capsys.readouterr().out
+    assert perf.benchmark_report(folder, "train_step") == (
+        "train_step: not run on this machine (python benchmarks/train_step.py)")

@@ -141,3 +141,36 @@ def engine_log_table(out_dir: str | Path) -> pd.DataFrame:
     runs = pd.DataFrame(rows).groupby("run")
     return pd.DataFrame({"epochs": runs["epochs"].sum(), "median patches/s": runs["patches/s"].median(),
                          "max loader wait": runs["max loader wait"].max()})
+
+
+def run_time_table(out_dir: str | Path) -> pd.DataFrame:
+    """Per run under ``out_dir``: rounds and the training wall time they logged (minutes, summed).
+
+    This is the compute the profile cost when its runs were made, whether or not
+    this execution of the book reused them; the one-time trunk feature pass and
+    image decoding are not included.
+    """
+    rows = []
+    for path in sorted(Path(out_dir).glob("*/round_*/results.json")):
+        result = json.loads(path.read_text())
+        rows.append({"run": path.parent.parent.name, "seconds": float(result.get("train_seconds", 0.0))})
+    if not rows:
+        return pd.DataFrame(columns=["rounds", "training minutes"])
+    runs = pd.DataFrame(rows).groupby("run")["seconds"]
+    table = pd.DataFrame({"rounds": runs.count(), "training minutes": runs.sum() / 60})
+    table.loc["all runs"] = [table["rounds"].sum(), table["training minutes"].sum()]
+    return table
+
+
+TABLES = {"patch_pipeline": patch_pipeline_table, "train_step": train_step_table,
+          "head_training": head_training_table, "loader_wait": loader_wait_table,
+          "scoring": scoring_table, "score_memory": score_memory_table, "gpu_step": gpu_step_table}
+
+
+def benchmark_report(results_dir: str | Path, name: str):
+    """Print which machine measured benchmark ``name``; return its table, or a line saying it was not run."""
+    result = read_result(results_dir, name)
+    if result is None:
+        return f"{name}: not run on this machine (python benchmarks/{name}.py)"
+    print(f"{name}: {machine_line(result)}")
+    return TABLES[name](results_dir)
