@@ -2,7 +2,8 @@
 
 ``iqalib train | evaluate | score | models | datasets | download | bench | book``.
 User errors print one line (``error: ...``) and exit with status 2; ``--debug``
-shows the traceback instead.
+shows the traceback instead. Ctrl-C prints one line (``interrupted: ...``,
+for ``train`` with what is saved and the command that resumes) and exits 130.
 """
 from __future__ import annotations
 
@@ -11,15 +12,22 @@ import json
 import sys
 from pathlib import Path
 
-from iqalib.errors import IQAError
+from iqalib.errors import ConfigError, IQAError
 
 
 def _train(args) -> int:
     from iqalib.config import load_config
-    from iqalib.engine import fit
+    from iqalib.engine import distributed, fit
+    from iqalib.engine.parallel import fit_parallel, parse_devices
 
+    devices = parse_devices(args.devices, args.jobs)
     config = load_config(args.config, args.overrides)
-    result = fit(config, resume=args.resume)
+    if devices:  # rounds in parallel worker processes, one per device
+        result = fit_parallel(config, devices, resume=args.resume)
+    else:  # one process, or one rank of torchrun
+        result = fit(config, resume=args.resume)
+    if not distributed.is_main():
+        return 0
     print(json.dumps({k: result[k] for k in ("name", "model", "data", "rounds",
                                               "median_test_srcc", "median_test_plcc")}, indent=2))
     print(f"results: {config.run_dir}/summary.json")
@@ -91,14 +99,27 @@ def _download(args) -> int:
     return 0
 
 
+BENCHMARKS = ("patch_pipeline", "loader_wait", "train_step", "head_training", "scoring", "score_memory")
+
+
 def _bench(args) -> int:
-    import runpy
+    """Each benchmark in its own process: clean memory and thread state, its own argv."""
+    import subprocess
 
     here = Path(__file__).resolve().parents[1] / "benchmarks"
-    scripts = sorted(here.glob("*.py")) if not args.only else [here / f"{n}.py" for n in args.only]
-    for script in scripts:
-        print(f"== {script.name}")
-        runpy.run_path(str(script), run_name="__main__")
+    names = args.only or [n for n in BENCHMARKS if (here / f"{n}.py").is_file()]
+    missing = [n for n in names if not (here / f"{n}.py").is_file()]
+    if missing:
+        available = sorted(p.stem for p in here.glob("*.py") if p.stem != "common")
+        raise ConfigError(f"no benchmark(s) {missing} in {here}; choose from {available}")
+    failed = []
+    for name in names:
+        print(f"== {name}", flush=True)
+        if subprocess.run([sys.executable, str(here / f"{name}.py")], cwd=here.parent).returncode:
+            failed.append(name)
+    if failed:
+        raise IQAError(f"benchmark(s) {failed} failed (see their output above); the others wrote "
+                       f"their JSON to {here / 'results'}")
     return 0
 
 
@@ -121,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", nargs="?", help="YAML run configuration (see params/)")
     p.add_argument("overrides", nargs="*", help="section.key=value overrides")
     p.add_argument("--resume", action="store_true", help="continue from each round's last.pt")
+    p.add_argument("--devices", help="run the rounds in parallel, one process per device: GPU indices "
+                   "or 'cpu', comma-separated (e.g. 0,1,2,3)")
+    p.add_argument("--jobs", type=int, help="run the rounds in N parallel CPU processes (--devices cpu,...)")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("evaluate", help="score a checkpoint on a data set split")
@@ -156,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_download)
 
     p = sub.add_parser("bench", help="run the benchmarks (JSON into benchmarks/results)")
-    p.add_argument("--only", nargs="*", help="benchmark names, e.g. patch_pipeline")
+    p.add_argument("--only", nargs="*", help="benchmark names, e.g. patch_pipeline (gpu_step: on a GPU box)")
     p.set_defaults(func=_bench)
 
     p = sub.add_parser("book", help="execute the notebooks with a profile and build the HTML book")
@@ -176,9 +200,21 @@ def main(argv=None) -> int:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted; finished epochs are saved, rerun with --resume to continue", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # Ctrl-C: one line, exit status 130 (128 + SIGINT)
+        if args.debug:
+            raise
+        print(f"interrupted: {str(exc) or 'stopped by Ctrl-C'}{_resume_hint(args)}", file=sys.stderr)
         return 130
+
+
+def _resume_hint(args) -> str:
+    """The command that continues an interrupted ``iqalib train`` (see iqalib.engine.interrupt)."""
+    if args.command != "train":
+        return ""
+    import shlex
+
+    command = ["iqalib", "train", *([args.config] if args.config else []), *args.overrides, "--resume"]
+    return f"; resume with: {shlex.join(command)}"
 
 
 if __name__ == "__main__":

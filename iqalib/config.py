@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from iqalib.errors import ConfigError
+from iqalib.errors import ConfigError, did_you_mean
 
 
 @dataclass
@@ -139,8 +139,10 @@ def _build(cls, data: dict, prefix: str):
     unknown = sorted(set(data) - names)
     if unknown:
         where = f"section '{prefix}'" if prefix else "the top level"
-        raise ConfigError(f"unknown key(s) {[f'{prefix}.{k}'.lstrip('.') for k in unknown]} in {where}; "
-                          f"valid: {sorted(names)}")
+        # A typo names its closest valid key: "train.epohcs" -> "did you mean 'train.epochs'?".
+        hints = "".join(did_you_mean(k, names, f"{prefix}." if prefix else "") for k in unknown)
+        raise ConfigError(f"unknown key(s) {[f'{prefix}.{k}'.lstrip('.') for k in unknown]} in {where}"
+                          f"{hints}; valid: {sorted(names)}")
     kwargs = {}
     for f in fields(cls):
         if f.name not in data:
@@ -160,7 +162,7 @@ def validate(config: RunConfig) -> RunConfig:
             for k, v in dataclasses.asdict(getattr(config, s)).items()}
     for key, choices in CHOICES.items():
         if flat[key] is not None and flat[key] not in choices:
-            raise ConfigError(f"{key}={flat[key]!r} is not one of {choices}")
+            raise ConfigError(f"{key}={flat[key]!r} is not one of {choices}{did_you_mean(flat[key], choices)}")
     for key in POSITIVE:
         if flat[key] is not None and flat[key] <= 0:
             raise ConfigError(f"{key}={flat[key]!r} must be positive")

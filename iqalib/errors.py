@@ -34,3 +34,38 @@ class CheckpointError(IQAError):
 
 class DownloadError(IQAError):
     """An archive could not be fetched or verified."""
+
+
+class OutputError(IQAError, OSError):
+    """A result, checkpoint or cache file cannot be written (disk full, no permission).
+
+    Also an :class:`OSError` (``errno`` is the original one), so code that
+    handled the raw error keeps working.
+    """
+
+
+def pickled_code(message: str) -> str | None:
+    """What a ``torch.load(weights_only=True)`` refusal names, if the file asked for code or objects.
+
+    ``"io.open"`` for a file whose unpickling would call ``open``; ``"objects"``
+    when the name is not given; None when the error is plain damage (a
+    truncated file, random bytes), which is not a refusal.
+    """
+    import re
+
+    found = re.search(r"GLOBAL (\S+) was not an allowed global|Unsupported class (\S+)", message)
+    if found:
+        return found.group(1) or found.group(2)
+    return "objects" if "Unsupported global" in message else None
+
+
+def did_you_mean(word: str, choices, prefix: str = "") -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices`` to a mistyped ``word``, else ``""``.
+
+    ``prefix`` (a section such as ``"train."``) is shown, not compared: a shared
+    prefix would make every key look close.
+    """
+    import difflib
+
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean {prefix + close[0]!r}?)" if close else ""

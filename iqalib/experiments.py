@@ -55,14 +55,49 @@ def run_or_load(config: RunConfig, *, force: bool = False) -> dict:
     """
     from iqalib.engine import fit
 
+    done, resume = _claim(config, force)
+    if done:
+        return load_results(config.run_dir)
+    return fit(config, resume=resume)
+
+
+def _claim(config: RunConfig, force: bool) -> tuple[bool, bool]:
+    """(finished already, resume): stamps the run folder with ``config``'s fingerprint when it must train."""
     run_dir = config.run_dir
     stamp = run_dir / FINGERPRINT
     key = fingerprint(config)
     same_config = stamp.is_file() and json.loads(stamp.read_text()).get("fingerprint") == key
     if same_config and (run_dir / "summary.json").is_file() and not force:
-        return load_results(run_dir)
+        return True, False
     atomic_write_json(stamp, {"fingerprint": key, "config": config.to_dict()})
-    return fit(config, resume=same_config and not force)
+    return False, same_config and not force
+
+
+def run_many(configs, *, devices=("cpu",), force: bool = False) -> list[dict]:
+    """:func:`run_or_load` for many runs at once, one worker process per device.
+
+    ``devices`` are GPU indices (``[0, 1, 2, 3]``: each worker sees only its
+    GPU) or ``"cpu"`` slots; a worker takes the next run when its last one
+    ends. Runs are independent (sweep points, ablation arms, models), so this
+    scales with the number of devices. Finished runs are read back, not
+    retrained; results come in the order of ``configs``, as
+    :func:`run_or_load` would return them, from the same folders.
+    """
+    from iqalib.engine.parallel import Job, run_jobs
+    from iqalib.errors import ConfigError
+
+    configs = list(configs)
+    folders = [str(c.run_dir.resolve()) for c in configs]
+    if len(set(folders)) < len(folders):
+        raise ConfigError("two of the runs write to the same folder; give each config its own name")
+    jobs = []
+    for config in configs:
+        done, resume = _claim(config, force)
+        if not done:
+            jobs.append(Job(config, resume=resume))
+    if jobs:
+        run_jobs(jobs, [str(d) for d in devices])
+    return [load_results(c.run_dir) for c in configs]
 
 
 def load_results(run_dir: str | Path) -> dict:
@@ -248,8 +283,10 @@ def measure_throughput(model_name: str, *, batch_size: int = 8, input_size: int 
 
     import torch
 
+    from iqalib.engine.fit import resolve_device
     from iqalib.models import create_model
 
+    device = str(resolve_device(device))  # "auto", as in the book profiles: CUDA when there is one
     model = create_model(model_name, pretrained=False).to(device).eval()
     x = torch.randn(batch_size, 3, input_size, input_size, device=device)
     times = []

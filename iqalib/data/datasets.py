@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from iqalib.data.table import IQATable, make_table, read_csv_table
-from iqalib.errors import ConfigError, DataError
+from iqalib.errors import ConfigError, DataError, did_you_mean
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp",
                     ".JPG", ".JPEG", ".PNG", ".BMP")
@@ -61,13 +61,15 @@ def load_dataset(name: str, /, root: str | Path | None = None, **options) -> IQA
     positional-only so that a loader may take a ``name`` option (``csv`` does).
     """
     if name not in DATASETS:
-        raise ConfigError(f"unknown data set {name!r}; choose one of {sorted(DATASETS)}")
+        raise ConfigError(f"unknown data set {name!r}; choose one of {sorted(DATASETS)}"
+                          f"{did_you_mean(name, DATASETS)}")
     info = DATASETS[name]
     params = inspect.signature(info.loader).parameters
     unknown = sorted(set(options) - set(params) - {"root"})
     if unknown:
         valid = [p for p in params if p != "root"]
-        raise ConfigError(f"unknown option(s) {unknown} for data set {name!r}; valid: {valid}")
+        hints = "".join(did_you_mean(o, valid) for o in unknown)
+        raise ConfigError(f"unknown option(s) {unknown} for data set {name!r}{hints}; valid: {valid}")
     if root is None and "root" in params and params["root"].default is inspect.Parameter.empty:
         root = data_root() / info.folder
     builds_its_own = params.get("root") is not None and params["root"].default is not inspect.Parameter.empty
@@ -323,7 +325,13 @@ def load_csv(root: Path, *, table: str = "scores.csv", mos_range: tuple[float, f
         finite = values[np.isfinite(values)]
         mos_range = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
     else:
-        mos_range = tuple(float(v) for v in mos_range)
+        given = mos_range
+        try:  # "0-100" or [0, "high"] from a YAML override must not end in a bare ValueError
+            if isinstance(mos_range, (str, bytes)):
+                raise TypeError
+            mos_range = tuple(float(v) for v in mos_range)
+        except (TypeError, ValueError):
+            raise ConfigError(f"mos_range={given!r} must be two numbers [low, high], e.g. [0, 100]") from None
         if len(mos_range) != 2 or not mos_range[0] < mos_range[1]:
             raise ConfigError(f"mos_range={mos_range} must be two numbers, low < high")
     return make_table(raw, name=name, root=root, source=source, mos_range=mos_range,

@@ -316,17 +316,25 @@ class ImageStore:
 
     @classmethod
     def _write_cache(cls, store: "ImageStore", folder: Path) -> "ImageStore":
-        folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
-        tmp.mkdir(parents=True, exist_ok=True)
-        store._buffer.tofile(tmp / "images.u8")
-        meta = {
-            "format": STORE_FORMAT,
-            "offsets": store._layout.offsets.tolist(),
-            "shapes": store._layout.shapes.tolist(),
-            "failed": {str(k): v for k, v in store.failed.items()},
-        }
-        (tmp / "index.json").write_text(json.dumps(meta))
+        try:
+            tmp.mkdir(parents=True, exist_ok=True)
+            store._buffer.tofile(tmp / "images.u8")
+            meta = {
+                "format": STORE_FORMAT,
+                "offsets": store._layout.offsets.tolist(),
+                "shapes": store._layout.shapes.tolist(),
+                "failed": {str(k): v for k, v in store.failed.items()},
+            }
+            (tmp / "index.json").write_text(json.dumps(meta))
+        except OSError as exc:
+            # A full disk or a read-only cache folder costs the cache, not the run: the
+            # images are already decoded in memory.
+            shutil.rmtree(tmp, ignore_errors=True)
+            warnings.warn(f"cannot write the image cache in {folder.parent} ({exc.strerror or exc}); "
+                          "keeping the images in memory: free space there or point data.image_cache "
+                          "elsewhere (null: memory only)", stacklevel=3)
+            return store
         if folder.exists() and cls._open_cached(folder) is None:
             # A damaged cache (a killed run, a full disk) is replaced, not kept forever.
             shutil.rmtree(folder, ignore_errors=True)
@@ -384,7 +392,8 @@ def _report_failures(store: ImageStore, paths: Sequence[Path], on_error: str) ->
     if on_error == "raise" or len(items) == len(store):
         raise DataError(
             f"{len(items)} image(s) cannot be decoded: {listed}{more}; "
-            "replace or remove them, or pass on_error='drop' to skip them"
+            "replace or remove them, or pass on_error='drop' (data.on_error=drop in a run config) "
+            "to skip them"
         )
     warnings.warn(f"skipping {len(items)} undecodable image(s): {listed}{more}", stacklevel=3)
     return store

@@ -84,6 +84,11 @@ class PatchDataset(Dataset):
     def __len__(self) -> int:
         return len(self.indices) * self.patches_per_image
 
+    def items_of(self, images) -> np.ndarray:
+        """The items (patch numbers) of ``images``, positions in this data set: all their patches."""
+        k = self.patches_per_image
+        return (np.asarray(images, dtype=np.int64)[:, None] * k + np.arange(k)).reshape(-1)
+
     def set_epoch(self, epoch: int) -> None:
         """Draw the crop positions (and flips) for ``epoch``; test crops ignore it."""
         self.epoch = epoch

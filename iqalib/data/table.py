@@ -190,7 +190,8 @@ def validate_frame(
     if messages:
         if on_error == "raise" or bad_any.all():
             hint = (
-                "fix the table or the files, or pass on_error='drop' to skip these rows"
+                "fix the table or the files, or pass on_error='drop' (data.on_error=drop in a run "
+                "config) to skip these rows"
                 if not bad_any.all()
                 else "no usable row is left; check the root folder and the table"
             )

@@ -2,29 +2,91 @@
 
 Everything is written to a temporary file in the same folder, flushed to
 disk, then renamed over the target: a crash or a full disk mid-write leaves
-the previous file intact. Checkpoints are loaded with ``weights_only=True``,
-so a file carrying a pickled payload is refused instead of executed.
+the previous file intact. A write that fails (no space, no permission) is an
+:class:`~iqalib.errors.OutputError` naming the folder and the fix; a Ctrl-C
+that arrives during a write is held until the file is complete (see
+:mod:`iqalib.engine.interrupt`). Checkpoints are loaded with
+``weights_only=True``, so a file carrying a pickled payload is refused
+instead of executed.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import pickle
+import re
 import tempfile
 import zipfile
 from pathlib import Path
 
 import torch
 
-from iqalib.errors import CheckpointError
+from iqalib.engine.interrupt import deferred_sigint
+from iqalib.errors import CheckpointError, OutputError, pickled_code
 
 FORMAT = "iqalib-checkpoint-1"
+_NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG}
+_NO_PERMISSION = {errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+def _os_error(exc: BaseException) -> OSError | None:
+    """The OSError behind ``exc`` (torch.save wraps a failed write in a RuntimeError)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, OSError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def output_error(path: Path, exc: OSError, *, folder: bool = False, existed: bool = False) -> OutputError:
+    """One line naming the file (or ``folder``), the cause and the fix."""
+    path = Path(path)
+    what = f"cannot create the folder {path}" if folder else f"cannot write {path.name} in {path.parent}"
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if exc.errno in _NO_SPACE:
+        fix = "free space on that disk (or write elsewhere) and rerun"
+    elif exc.errno in _NO_PERMISSION:
+        fix = "make the folder writable (chmod/chown) or choose another folder"
+    else:
+        fix = "check the disk and the folder"
+    kept = f"; the previous {path.name} is intact" if existed else ""
+    error = OutputError(f"{what}: {reason}; {fix}{kept}")
+    error.errno = exc.errno  # not filename: OSError.__str__ would then ignore the message
+    return error
+
+
+def make_folder(path: Path) -> Path:
+    """``mkdir -p`` with a one-line :class:`OutputError` when it cannot be created."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise output_error(path, exc, folder=True) from exc
+    return path
 
 
 def atomic_write_bytes(path: Path, write) -> None:
-    """Call ``write(file)`` on a temporary file, then rename it to ``path``."""
+    """Call ``write(file)`` on a temporary file, then rename it to ``path``.
+
+    A failed write raises :class:`OutputError` and leaves ``path`` as it was.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent)
+    existed = path.exists()
+    try:
+        with deferred_sigint():
+            _write_and_rename(path, write)
+    except (OSError, RuntimeError) as exc:
+        cause = _os_error(exc)
+        if cause is None or isinstance(exc, OutputError):
+            raise
+        raise output_error(path, cause, existed=existed) from exc
+
+
+def _write_and_rename(path: Path, write) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -68,30 +130,66 @@ def save_checkpoint(path: Path, state: dict) -> None:
     atomic_write_bytes(path, lambda f: torch.save(payload, f))
 
 
-def load_checkpoint(path: Path, *, model_name: str | None = None) -> dict:
+_USE = "pass a best.pt or last.pt written by iqalib train"
+# What a checkpoint must hold to be scored (load_trained) or resumed (fit --resume).
+WEIGHTS_KEYS = ("model_name", "model")
+RESUME_KEYS = ("model_name", "model", "optimizer", "scheduler", "rng", "history", "epoch",
+               "best_epoch", "best_val_srcc", "best_model")
+
+
+def load_checkpoint(path: Path, *, model_name: str | None = None, keys=()) -> dict:
     """Load a checkpoint safely; errors name the file and what to do."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
+        raise CheckpointError(f"{path}: checkpoint not found; {_USE}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        culprit = pickled_code(str(exc))
+        if culprit:
             raise CheckpointError(
                 f"{path}: refused, it contains pickled code or objects, not only weights "
-                "(loaded with weights_only=True); only load checkpoints you trust and re-save them as plain weights"
+                f"(it asks for {culprit}; loaded with weights_only=True); only load checkpoints you trust "
+                "and re-save them as plain weights"
             ) from None
-        raise CheckpointError(f"{path}: not a checkpoint ({first or 'unpickling failed'})") from None
+        detail = re.search(r"WeightsUnpickler error: \s*(.+)", str(exc))
+        first = detail.group(1).strip() if detail else (str(exc).strip().splitlines() or [""])[0]
+        raise CheckpointError(f"{path}: not a checkpoint ({first[:120] or 'unpickling failed'}); {_USE}") from None
     except (RuntimeError, zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint, truncated or corrupt ({first[:120]})") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint, truncated or corrupt ({first[:120]}); "
+                              "use an intact copy or retrain") from None
     except Exception as exc:  # arbitrary bytes can trip the unpickler anywhere (IndexError, KeyError, ...)
-        raise CheckpointError(f"{path}: not a checkpoint (unreadable as one: {type(exc).__name__})") from None
+        raise CheckpointError(f"{path}: not a checkpoint (unreadable as one: {type(exc).__name__}); {_USE}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an iqalib checkpoint (no '{FORMAT}' marker); "
                               "for plain weights use model.pretrained=PATH")
     if model_name is not None and state.get("model_name") != model_name:
         raise CheckpointError(f"{path}: holds a {state.get('model_name')!r} model, not {model_name!r}; "
                               "pass the matching model name or checkpoint")
+    missing = [k for k in keys if k not in state]
+    if missing:
+        raise CheckpointError(f"{path}: incomplete checkpoint, it lacks {missing}; {_USE}")
+    return state
+
+
+def resume_state(path: Path, model_name: str, model, optimizer, scheduler) -> dict:
+    """Load ``last.pt`` into ``model``, ``optimizer`` and ``scheduler`` for ``--resume``.
+
+    Every failure (unreadable file, another model, another configuration) is
+    one :class:`CheckpointError` that says how to start the round afresh.
+    """
+    restart = f"delete {path} to restart this round from scratch, or resume with the configuration that wrote it"
+    try:
+        state = load_checkpoint(path, model_name=model_name, keys=RESUME_KEYS)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{exc}; cannot resume: {restart}") from None
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+        first = " ".join(str(exc).split())[:200] or type(exc).__name__  # torch's first line says little
+        raise CheckpointError(f"{path}: was written by a different model or training configuration "
+                              f"({first}); cannot resume: {restart}") from None
     return state

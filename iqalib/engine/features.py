@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -20,6 +21,7 @@ import torch
 from iqalib.data.images import cache_root
 from iqalib.data.patches import PatchDataset, make_loader, to_model_input
 from iqalib.engine.checkpoint import atomic_write_bytes
+from iqalib.errors import OutputError
 
 
 @dataclass
@@ -75,5 +77,8 @@ def feature_bank(model, data, tc, *, device, use_disk: bool = True) -> FeatureBa
         progress.close()
     features = [torch.cat(parts) for parts in zip(*chunks)]
     if use_disk:
-        atomic_write_bytes(path, lambda f: torch.save({"features": features}, f))
+        try:
+            atomic_write_bytes(path, lambda f: torch.save({"features": features}, f))
+        except OutputError as exc:  # the bank is in memory: a full cache disk costs only the cache
+            warnings.warn(f"feature cache not saved: {exc}", stacklevel=2)
     return FeatureBank(features, k, backbone_state)

@@ -15,7 +15,6 @@ Everything a run produces lands in ``out_dir/name/round_<r>/``:
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import math
 import random
@@ -27,6 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from torch.utils.data import Subset
 
 from iqalib import metrics
 from iqalib.config import RunConfig, TrainConfig, from_dict, load_config, resolve_train
@@ -35,8 +35,11 @@ from iqalib.data.images import ImageStore
 from iqalib.data.patches import PatchDataset, make_loader, mean_per_image, to_model_input
 from iqalib.data.splits import split_table
 from iqalib.data.table import IQATable
-from iqalib.engine.checkpoint import atomic_write_json, atomic_write_text, load_checkpoint, save_checkpoint
-from iqalib.errors import ConfigError, IQAError
+from iqalib.engine import distributed
+from iqalib.engine.checkpoint import (atomic_write_json, atomic_write_text, make_folder,
+                                      resume_state, save_checkpoint)
+from iqalib.engine.interrupt import report_interrupt
+from iqalib.errors import ConfigError, IQAError, did_you_mean
 from iqalib.models import create_model
 
 LOSSES = {"l1": F.l1_loss, "mse": F.mse_loss, "smooth_l1": F.smooth_l1_loss}
@@ -49,10 +52,10 @@ class TrainingDiverged(IQAError):
 # ----------------------------------------------------------------- set-up
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("train.device='cuda' but no CUDA device is visible; use device=auto or cpu")
-    return torch.device(name)
+    return distributed.process_device(torch.device(name))  # under torchrun: cuda:LOCAL_RANK
 
 
 def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
@@ -111,7 +114,7 @@ def prepare_data(config: RunConfig) -> Data:
         short_side=table.short_side,
         cache=dc.image_cache,
         on_error=dc.on_error,
-        progress=config.train.progress,
+        progress=config.train.progress and distributed.is_main(),
     )
     too_small = store.valid() & (store.shapes < patch).any(axis=1)
     if too_small.any():
@@ -180,11 +183,13 @@ class PatchSource:
         )
         self.mean, self.std = model.mean, model.std
 
-    def loader(self, epoch: int, shuffle: bool):
-        self.dataset.set_epoch(epoch)
-        return make_loader(self.dataset, batch_size=self.tc.batch_size, shuffle=shuffle,
+    def loader(self, epoch: int, shuffle: bool, images: np.ndarray | None = None):
+        """Batches of the patches of ``images`` (positions in this source; None: all)."""
+        self.dataset.set_epoch(epoch)  # crops depend on (seed, epoch, image), not on the rank
+        dataset = self.dataset if images is None else Subset(self.dataset, self.dataset.items_of(images))
+        return make_loader(dataset, batch_size=self.tc.batch_size, shuffle=shuffle,
                            workers=self.tc.workers, pin_memory=self.device.type == "cuda",
-                           seed=self.tc.seed * 100_003 + epoch)
+                           seed=distributed.rank_seed(self.tc.seed) * 100_003 + epoch)
 
     def forward(self, batch):
         patches, scores, images = batch
@@ -222,12 +227,15 @@ class FeatureSource:
         crops = (offset + torch.arange(self.patches)) % self.k
         return (self.first_rows + crops[None, :]).reshape(-1)
 
-    def loader(self, epoch: int, shuffle: bool):
+    def loader(self, epoch: int, shuffle: bool, images: np.ndarray | None = None):
+        """Batches of (bank rows, scores, image positions) of ``images`` (None: all)."""
         rows = self.rows(epoch)
         order = torch.arange(len(rows))
+        if images is not None:  # rows are image-major, ``patches`` per image
+            order = (torch.as_tensor(images)[:, None] * self.patches + torch.arange(self.patches)).reshape(-1)
         if shuffle:
-            order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(
-                self.tc.seed * 100_003 + epoch))
+            order = order[torch.randperm(len(order), generator=torch.Generator().manual_seed(
+                distributed.rank_seed(self.tc.seed) * 100_003 + epoch))]
         for start in range(0, len(order), self.tc.batch_size):
             sel = order[start : start + self.tc.batch_size]
             yield rows[sel], self.scores[sel], self.images[sel]
@@ -241,27 +249,38 @@ class FeatureSource:
 
 
 def predict_images(source) -> np.ndarray:
-    """One score per image: the mean over its patches."""
+    """One score per image: the mean over its patches.
+
+    Under torchrun each rank scores its own slice of the images and the
+    slices are gathered: every rank returns all scores, each image scored once.
+    """
     model = source.model
     was_training = model.training
     model.eval()
     preds, index = [], []
+    mine = distributed.eval_shard(source.n_images)
     with torch.inference_mode():
-        for batch in source.loader(0, shuffle=False):
+        for batch in source.loader(0, shuffle=False, images=mine):
             pred, _, images = source.forward(batch)
             preds.append(pred.cpu())
             index.append(images)
     model.train(was_training)
-    return mean_per_image(torch.cat(preds), torch.cat(index), source.n_images)
+    if not preds:  # more ranks than images: this rank had none to score
+        preds, index = [torch.zeros(0)], [torch.zeros(0, dtype=torch.int64)]
+    scores = mean_per_image(torch.cat(preds), torch.cat(index), source.n_images)
+    return distributed.gather_image_scores(scores, mine)
 
 
 # ------------------------------------------------------------------ loop
 def train_one_epoch(source, model, optimizer, loss_fn, tc: TrainConfig, epoch: int) -> dict:
     model.train()  # a frozen trunk stays in eval mode (HyperIQA.train)
+    distributed.seed_rank_for_epoch(tc.seed, epoch)
     total, count, wait, step = 0.0, 0, 0.0, 0.0
-    iterator = iter(source.loader(epoch, shuffle=True))
+    # Under torchrun: this rank's share of the images (the same permutation on every rank).
+    iterator = iter(source.loader(epoch, shuffle=True, images=distributed.shard_images(
+        source.n_images, epoch, tc.seed)))
     progress = None
-    if tc.progress:
+    if tc.progress and distributed.is_main():
         from tqdm import tqdm
 
         progress = tqdm(desc=f"epoch {epoch + 1}/{tc.epochs}", unit="patch", leave=False)
@@ -295,6 +314,9 @@ def train_one_epoch(source, model, optimizer, loss_fn, tc: TrainConfig, epoch: i
             progress.set_postfix(loss=f"{total / count:.3f}")
     if progress is not None:
         progress.close()
+    distributed.broadcast_buffers(model)  # one set of BatchNorm statistics for scoring and saving
+    total, count = distributed.sum_over_ranks(total, count)  # the loss over the global batch
+    count = int(count)
     seconds = wait + step
     return {
         "train_loss": total / max(count, 1),
@@ -332,10 +354,12 @@ def fit_round(config: RunConfig, data: Data, round_index: int = 0, *, resume: bo
               bank=None) -> dict:
     """Train and select one round; returns its results (also written to results.json)."""
     device = resolve_device(config.train.device)
+    distributed.init_from_env(device)
     seed_everything(config.train.seed + round_index)
     model = make_model(config, device)
     tc = resolved_train(config, model)
     tc = dataclasses.replace(tc, seed=tc.seed + round_index)
+    train_tc = distributed.per_rank_train_config(tc)  # batch_size / world_size patches per rank and step
     dtype = autocast_dtype(device, tc.precision)
     if tc.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -343,12 +367,13 @@ def fit_round(config: RunConfig, data: Data, round_index: int = 0, *, resume: bo
         if bank is None:
             from iqalib.engine.features import feature_bank
 
-            bank = feature_bank(model, data, tc, device=device)
+            with distributed.local_main_first():  # one trunk pass fills the disk cache, the others read it
+                bank = feature_bank(model, data, tc, device=device)
         # Every round's trunk is the one the cached features came from.
         model.backbone.load_state_dict(bank.backbone_state)
         model.freeze_backbone(True)
     out = config.run_dir / f"round_{round_index}"
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)  # a read-only or full disk is a one-line OutputError
 
     parts = split_table(data.table, seed=config.data.split_seed + round_index,
                         fractions=tuple(config.data.fractions), official=config.data.official_split)
@@ -358,18 +383,22 @@ def fit_round(config: RunConfig, data: Data, round_index: int = 0, *, resume: bo
     mos = {k: v.mos for k, v in parts.items()}
     if tc.freeze_backbone:
         sources = {
-            "train": FeatureSource(model, bank, idx["train"], mos["train"], tc.train_patches, tc,
+            "train": FeatureSource(model, bank, idx["train"], mos["train"], tc.train_patches, train_tc,
                                    device=device, dtype=dtype, rotate=True),
             **{k: FeatureSource(model, bank, idx[k], mos[k], tc.test_patches, tc, device=device,
                                 dtype=dtype) for k in ("val", "test")},
         }
     else:
-        sources = {k: PatchSource(model, data.store, idx[k], mos[k], tc, train=(k == "train"),
-                                  device=device, dtype=dtype) for k in ("train", "val", "test")}
+        sources = {k: PatchSource(model, data.store, idx[k], mos[k], train_tc if k == "train" else tc,
+                                  train=(k == "train"), device=device, dtype=dtype)
+                   for k in ("train", "val", "test")}
 
     runner = torch.compile(model) if tc.compile else model
     for s in sources.values():
         s.model = runner
+    # Under torchrun training steps go through DDP, which averages the gradients over the
+    # ranks; scoring uses the plain model (no collectives but the final gather of scores).
+    trainer = sources["train"].model = distributed.wrap_for_training(runner, pooled=tc.freeze_backbone)
     optimizer = build_optimizer(model, tc)
     scheduler = build_scheduler(optimizer, tc)
     loss_fn = LOSSES[tc.loss]
@@ -378,10 +407,7 @@ def fit_round(config: RunConfig, data: Data, round_index: int = 0, *, resume: bo
     start_epoch = 0
     last = out / "last.pt"
     if resume and last.is_file():
-        state = load_checkpoint(last, model_name=config.model.name)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        state = resume_state(last, config.model.name, model, optimizer, scheduler)
         _set_rng_state(state["rng"])
         history = state["history"]
         best = {"epoch": state["best_epoch"], "val_srcc": state["best_val_srcc"], "state": state["best_model"]}
@@ -390,7 +416,7 @@ def fit_round(config: RunConfig, data: Data, round_index: int = 0, *, resume: bo
     started = time.perf_counter()
     for epoch in range(start_epoch, tc.epochs):
         try:
-            stats = train_one_epoch(sources["train"], runner, optimizer, loss_fn, tc, epoch)
+            stats = train_one_epoch(sources["train"], trainer, optimizer, loss_fn, tc, epoch)
         except TrainingDiverged as exc:
             kept = (f"the last good checkpoint is {last} (epoch {epoch})" if epoch > 0 and last.is_file()
                     else "no epoch had finished, nothing was saved")
@@ -407,6 +433,8 @@ def fit_round(config: RunConfig, data: Data, round_index: int = 0, *, resume: bo
         score = val["srcc"] if np.isfinite(val["srcc"]) else -math.inf
         if score > best["val_srcc"]:
             best = {"epoch": epoch, "val_srcc": score, "state": _cpu_state(model)}
+        if not distributed.is_main():  # every rank holds the same state; rank 0 writes it
+            continue
         save_checkpoint(last, {
             "model_name": config.model.name, "config": config.to_dict(), "round": round_index, "epoch": epoch,
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -423,13 +451,15 @@ def fit_round(config: RunConfig, data: Data, round_index: int = 0, *, resume: bo
     if best["state"] is None:
         raise TrainingDiverged("no epoch produced a finite validation SRCC; check the data and learning rate")
     model.load_state_dict(best["state"])
-    save_checkpoint(out / "best.pt", {"model_name": config.model.name, "config": config.to_dict(),
-                                      "round": round_index, "model": best["state"], "epoch": best["epoch"]})
+    if distributed.is_main():
+        save_checkpoint(out / "best.pt", {"model_name": config.model.name, "config": config.to_dict(),
+                                          "round": round_index, "model": best["state"], "epoch": best["epoch"]})
     test_pred = predict_images(sources["test"])
     test = metrics.evaluate_scores(test_pred, mos["test"])
-    atomic_write_text(out / "predictions.csv", pd.DataFrame({
-        "image": parts["test"].frame["image"], "mos": mos["test"], "pred": test_pred,
-    }).to_csv(index=False))
+    if distributed.is_main():
+        atomic_write_text(out / "predictions.csv", pd.DataFrame({
+            "image": parts["test"].frame["image"], "mos": mos["test"], "pred": test_pred,
+        }).to_csv(index=False))
     result = {
         "name": config.name, "round": round_index, "model": config.model.name,
         "data": data.table.label, "synthetic": data.table.synthetic,
@@ -439,7 +469,9 @@ def fit_round(config: RunConfig, data: Data, round_index: int = 0, *, resume: bo
         "train_config": dataclasses.asdict(tc), "config": config.to_dict(),
         "history": history,
     }
-    atomic_write_json(out / "results.json", result)
+    if distributed.is_main():
+        atomic_write_json(out / "results.json", result)
+    distributed.barrier()  # the other ranks return once the round's files exist
     return result
 
 
@@ -447,15 +479,30 @@ def fit(config, *, resume: bool = False) -> dict:
     """Run every round of ``config``; returns per-round results and their summary.
 
     ``config`` is a :class:`RunConfig`, a dict or a YAML path. Writes
-    ``summary.json`` next to the round folders.
+    ``summary.json`` next to the round folders. Under ``torchrun`` the ranks
+    train every round together (see :mod:`iqalib.engine.distributed`).
     """
     config = as_config(config)
+    return write_summary(config, fit_rounds(config, range(config.train.rounds), resume=resume))
+
+
+def fit_rounds(config, round_indices, *, resume: bool = False) -> list[dict]:
+    """Train the rounds ``round_indices`` of ``config`` (images decoded once); writes no summary.
+
+    :func:`iqalib.engine.parallel.fit_parallel` runs subsets of the rounds in
+    separate processes this way and writes the summary once all are done.
+    """
+    config = as_config(config)
+    if config.train.batch_size is not None:
+        distributed.per_rank_train_config(config.train)  # a batch that cannot be split fails before decoding
+    distributed.init_from_env(resolve_device(config.train.device))
     # An unknown model name or option fails here, before minutes of image decoding.
     from iqalib.models.registry import model_options
 
     unknown = sorted(set(config.model.options) - set(model_options(config.model.name)))
     if unknown:
-        raise ConfigError(f"model.options {unknown} are not options of {config.model.name!r}; "
+        hints = "".join(did_you_mean(o, model_options(config.model.name)) for o in unknown)
+        raise ConfigError(f"model.options {unknown} are not options of {config.model.name!r}{hints}; "
                           f"valid: {sorted(model_options(config.model.name))}")
     data = prepare_data(config)
     bank = None
@@ -467,17 +514,25 @@ def fit(config, *, resume: bool = False) -> dict:
         device = resolve_device(config.train.device)
         seed_everything(config.train.seed)
         model = make_model(config, device)
-        bank = feature_bank(model, data, resolved_train(config, model), device=device)
+        with distributed.local_main_first():  # one trunk pass fills the disk cache, the others read it
+            bank = feature_bank(model, data, resolved_train(config, model), device=device)
         del model
-    rounds = [fit_round(config, data, r, resume=resume, bank=bank) for r in range(config.train.rounds)]
+    with report_interrupt(config.run_dir):  # Ctrl-C: one line saying what last.pt holds
+        return [fit_round(config, data, r, resume=resume, bank=bank) for r in round_indices]
+
+
+def write_summary(config: RunConfig, rounds: list[dict]) -> dict:
+    """Summarise the rounds' test metrics into ``summary.json`` (rank 0); returns it with the rounds."""
     table = pd.DataFrame([{"round": r["round"], **r["test"]} for r in rounds])
     summary = metrics.summarize_rounds(table.drop(columns=["round"]))
     out = {
-        "name": config.name, "model": config.model.name, "data": data.table.label,
+        "name": config.name, "model": config.model.name, "data": rounds[0]["data"],
         "rounds": len(rounds), "test_per_round": table.to_dict(orient="records"),
         "summary": summary.reset_index().to_dict(orient="records"),
         "median_test_srcc": float(np.median(table["srcc"])),
         "median_test_plcc": float(np.median(table["plcc"])),
     }
-    atomic_write_json(config.run_dir / "summary.json", out)
+    if distributed.is_main():
+        atomic_write_json(config.run_dir / "summary.json", out)
+    distributed.barrier()
     return {**out, "round_results": rounds}

@@ -21,23 +21,28 @@ import torch
 from iqalib.data.datasets import IMAGE_EXTENSIONS
 from iqalib.data.images import ImageStore, decode_image
 from iqalib.data.patches import PatchDataset, to_model_input
-from iqalib.engine.checkpoint import load_checkpoint
-from iqalib.errors import CheckpointError, DataError, ImageError
+from iqalib.data.table import read_csv_table
+from iqalib.engine.checkpoint import WEIGHTS_KEYS, load_checkpoint
+from iqalib.errors import CheckpointError, ConfigError, DataError, ImageError
 
 
 def load_trained(checkpoint: str | Path, device: str | torch.device = "cpu"):
     """The model saved in ``checkpoint`` (``best.pt`` or ``last.pt``), in eval mode."""
     from iqalib.models import create_model
 
-    state = load_checkpoint(checkpoint)
-    config = state.get("config") or {}
+    state = load_checkpoint(checkpoint, keys=WEIGHTS_KEYS)
+    config = state.get("config") if isinstance(state.get("config"), dict) else {}
     options = (config.get("model") or {}).get("options") or {}
-    model = create_model(state["model_name"], pretrained=False, **options)
+    try:
+        model = create_model(state["model_name"], pretrained=False, **options)
+    except ConfigError as exc:  # a name or option this version does not know: say which file
+        raise CheckpointError(f"{checkpoint}: {exc}; was it written by another iqalib version?") from None
     try:
         model.load_state_dict(state["model"])
-    except RuntimeError as exc:
-        raise CheckpointError(f"{checkpoint}: weights do not fit {state['model_name']!r} "
-                              f"({str(exc).splitlines()[0][:120]})") from None
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        first = " ".join(str(exc).split())[:200] or type(exc).__name__  # torch's first line says little
+        raise CheckpointError(f"{checkpoint}: weights do not fit {state['model_name']!r} ({first}); "
+                              "pass a checkpoint written by iqalib train for this model") from None
     # Score with the crops the model was trained on (score_paths and predict read this).
     patch_size = (config.get("train") or {}).get("patch_size")
     if patch_size:
@@ -54,7 +59,9 @@ def expand_paths(inputs: Iterable[str | Path]) -> list[Path]:
             out.extend(sorted(f for f in p.rglob("*") if f.suffix in IMAGE_EXTENSIONS
                               or f.suffix.lower() in IMAGE_EXTENSIONS))
         elif p.suffix.lower() == ".csv":
-            frame = pd.read_csv(p)
+            frame = read_csv_table(p)  # a bad CSV is a one-line DataError, not a pandas traceback
+            if frame.empty or not len(frame.columns):
+                raise DataError(f"{p}: lists no images; give one path per row (column 'image')")
             column = "image" if "image" in frame else frame.columns[0]
             out.extend(p.parent / str(v) if not Path(str(v)).is_absolute() else Path(str(v))
                        for v in frame[column])
@@ -124,6 +131,14 @@ def score_arrays(model, arrays: Iterable[tuple[int, np.ndarray]], *, patches: in
         yield from flush()
 
 
+def _check_counts(**values) -> None:
+    """Counts a user passes (``--patches``, ``--short-side``) must be positive; None means unset."""
+    for name, value in values.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            flag = f"--{name.replace('_', '-')}"
+            raise ConfigError(f"{name}={value!r} must be a positive whole number ({flag} on the command line)")
+
+
 def score_paths(model, paths: list[Path], *, patches: int = 25, patch_size: int | None = None,
                 batch_size: int = 64, short_side: int | None = None, device="cpu", seed: int = 0,
                 prefetch: int = 8, errors="stderr") -> pd.DataFrame:
@@ -134,6 +149,7 @@ def score_paths(model, paths: list[Path], *, patches: int = 25, patch_size: int 
     from :func:`load_trained`).
     """
     patch_size = patch_size or getattr(model, "patch_size", 224)
+    _check_counts(patches=patches, batch_size=batch_size, prefetch=prefetch, short_side=short_side)
     # Looked up per call, not bound at import: redirected stderr (tests, notebooks) must see it.
     errors = sys.stderr if errors == "stderr" else errors
     failed: dict[int, str] = {}
@@ -204,7 +220,10 @@ def evaluate_split(checkpoint: str | Path, *, split: str = "test", dataset: str 
     from iqalib.data.splits import split_table
     from iqalib.engine.fit import PatchSource, predict_images, prepare_data, resolved_train
 
-    state = load_checkpoint(checkpoint)
+    state = load_checkpoint(checkpoint, keys=(*WEIGHTS_KEYS, "config"))
+    if not isinstance(state["config"], dict) or not isinstance(state["config"].get("data"), dict):
+        raise CheckpointError(f"{checkpoint}: records no run configuration to evaluate with; "
+                              "pass a best.pt or last.pt written by iqalib train")
     data_cfg = dict(state["config"]["data"])
     if dataset:
         data_cfg.update(name=dataset, root=None if root is None else str(root), options={})

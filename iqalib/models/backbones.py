@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from iqalib.errors import CheckpointError, ConfigError, DownloadError
+from iqalib.errors import CheckpointError, ConfigError, DownloadError, pickled_code
 
 PATH_HINT = "pass pretrained=/path/to/weights.pth (a timm state dict downloaded elsewhere) or pretrained=False"
 
@@ -150,7 +150,15 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         else:
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # pickle, zip and safetensors errors have no common base
-        raise CheckpointError(f"{path}: cannot read weights ({_summary(error)})") from error
+        culprit = pickled_code(str(error))
+        if culprit:
+            raise CheckpointError(f"{path}: cannot read weights: refused, it contains pickled code or objects "
+                                  f"(it asks for {culprit}; loaded with weights_only=True); use a plain state "
+                                  "dict you trust") from None
+        detail = str(error).partition("WeightsUnpickler error:")[2].strip()  # torch's own words, not its essay
+        reason = f"{type(error).__name__}: {detail.splitlines()[0][:200]}" if detail else _summary(error)
+        raise CheckpointError(f"{path}: cannot read weights ({reason}); expected a PyTorch or "
+                              "safetensors state dict: re-download it, or pass pretrained=False") from None
     for key in ("state_dict", "model"):
         if isinstance(checkpoint, dict) and isinstance(checkpoint.get(key), dict):
             checkpoint = checkpoint[key]

@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from iqalib.errors import ConfigError
+from iqalib.errors import ConfigError, did_you_mean
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
@@ -53,14 +53,16 @@ def create_model(name: str, pretrained=False, **options) -> nn.Module:
     valid = model_options(name)
     unknown = sorted(set(options) - set(valid))
     if unknown:
-        raise ConfigError(f"model {name!r} has no option {', '.join(map(repr, unknown))}; "
+        hints = "".join(did_you_mean(o, valid) for o in unknown)
+        raise ConfigError(f"model {name!r} has no option {', '.join(map(repr, unknown))}{hints}; "
                           f"valid options: {', '.join(valid)}")
     return builder(pretrained=pretrained, **options)
 
 
 def _builder(name: str) -> Callable[..., nn.Module]:
     if name not in _REGISTRY:
-        raise ConfigError(f"unknown model {name!r}; valid models: {', '.join(list_models())}")
+        raise ConfigError(f"unknown model {name!r}; valid models: {', '.join(list_models())}"
+                          f"{did_you_mean(name, list_models())}")
     return _REGISTRY[name]
 
 
