@@ -10,7 +10,9 @@ the parameters ``{**common, **<stem>}`` of ``params/<profile>.yaml`` into
 the whole book empties the folder first, and a run of some notebooks empties
 it when the profile changed, so a book never mixes profiles or shows stale
 outputs. A failing cell stops everything with one line naming the notebook
-and the cell; the book is then not built.
+and the cell; the book is then not built, and the failed run is kept as
+``book/executed/<stem>.failed.ipynb`` (never under the chapter's own name), so
+a later build refuses the incomplete folder instead of publishing it.
 """
 from __future__ import annotations
 
@@ -30,7 +32,8 @@ from iqalib.errors import ConfigError, IQAError
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ("01_data", "02_baseline", "03_smart_iqa", "04_ablations", "05_attention",
-             "06_cross_dataset", "07_lr_sensitivity", "08_model_size", "09_summary")
+             "06_cross_dataset", "07_lr_sensitivity", "08_model_size", "09_summary",
+             "10_performance")
 EXECUTED = Path("book") / "executed"
 MARKER = "PROFILE"
 
@@ -103,14 +106,21 @@ def execute_notebook(stem: str, parameters: dict, *, root: str | Path = ROOT,
                                    progress_bar=False)
     except PapermillExecutionError as exc:
         evalue = " ".join(str(exc.evalue).split())[:300]
+        # Papermill has written the failed run to ``output``: move it aside, so that the
+        # executed folder never holds a failed chapter under its real name, and a
+        # later build refuses to publish a book that lacks it.
+        failed = output.with_name(f"{output.stem}.failed.ipynb")
+        if output.is_file():
+            os.replace(output, failed)
         raise NotebookFailed(f"notebook {stem} failed in cell {exc.cell_index} (In [{exc.exec_count}]): "
-                             f"{exc.ename}: {evalue} (executed copy: {output})") from None
+                             f"{exc.ename}: {evalue} (failed copy: {failed}); fix it and rerun") from None
     finally:
         if previous is None:
             os.environ.pop("JUPYTER_PATH", None)
         else:
             os.environ["JUPYTER_PATH"] = previous
         shutil.rmtree(kernels, ignore_errors=True)
+    output.with_name(f"{output.stem}.failed.ipynb").unlink(missing_ok=True)  # an older failure is fixed
     return output
 
 

@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PROFILES = ("smoke", "demo", "livec", "koniq")
 # Figures (image/png outputs) each chapter shows under the smoke profile; None: at least one.
 FIGURES = {"01_data": 2, "02_baseline": 2, "03_smart_iqa": 3, "04_ablations": None, "05_attention": None,
-           "06_cross_dataset": 1, "07_lr_sensitivity": 1, "08_model_size": 1, "09_summary": 0}
+           "06_cross_dataset": 1, "07_lr_sensitivity": 1, "08_model_size": 1, "09_summary": 0,
+           "10_performance": 0}
 
 
 def parameters_cell(nb) -> list:

@@ -1,0 +1,128 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 10. Performance: where the time goes
+#
+# A study is mostly waiting for epochs, so every stage of the pipeline is measured against an
+# alternative, side by side in one run, by the scripts in `benchmarks/` (`make bench` runs them all
+# and writes one JSON file each to `benchmarks/results/`). This chapter only reads those files and
+# the logs of this profile's own runs; each table names the machine it came from, and a benchmark
+# not run on it is reported as missing rather than filled in from elsewhere.
+#
+# What to look for:
+#
+# * **Data is never the bottleneck.** Images are decoded once into memory and patches are sliced
+#   from there; the engine logs, per epoch, the fraction of time spent waiting for the next batch.
+# * **A step uses the hardware.** A training step's FLOP/s is set against a large matrix product on
+#   the same machine: that ratio, not patches/s alone, says whether a step is efficient.
+# * **Frozen-trunk studies cost head passes only.** With the trunk frozen, its features of a fixed
+#   crop never change, so they are computed once; the head is compute-bound, so what an epoch costs
+#   is (patches per epoch) x (head FLOPs per patch) / (achieved FLOP/s).
+
+# %% tags=["parameters"]
+profile = "demo"
+dataset = "demo"
+data_root = None
+out_dir = "runs/book/demo"
+seed = 0
+device = "cpu"
+split_seed = 0
+fractions = [0.5, 0.25, 0.25]
+results_dir = "benchmarks/results"
+
+# %%
+from iqalib.analysis import performance as perf
+
+# %% [markdown]
+# ## What this profile cost
+#
+# The training wall time each run of this profile logged, summed over its rounds (the time when the
+# runs were made, also if this execution of the book reused them; decoding the images and the
+# one-time trunk feature pass come on top):
+
+# %%
+perf.run_time_table(out_dir).round(1)
+
+# %% [markdown]
+# ## Loading patches
+#
+# The original HyperIQA pipeline opens and decodes the whole file for every patch it crops.
+# iqalib decodes each image once (`iqalib.data.images.ImageStore`) and slices patches from memory.
+# Patches per second (`benchmarks/patch_pipeline.py`):
+
+# %%
+perf.benchmark_report(results_dir, "patch_pipeline")
+
+# %% [markdown]
+# What the training engine itself logged in this profile's runs: the median patches per second of
+# an epoch and the largest fraction of an epoch spent waiting for data (target: under 5%).
+
+# %%
+perf.engine_log_table(out_dir).round(4)
+
+# %% [markdown]
+# The same for a fine-tuning epoch (the whole model learns, so every step needs new image patches),
+# with the patches sliced in the training process (`workers_0`) or by loader processes
+# (`benchmarks/loader_wait.py`):
+
+# %%
+perf.benchmark_report(results_dir, "loader_wait")
+
+# %% [markdown]
+# ## One training step
+#
+# Forward, loss, backward and optimizer step of whole models (`benchmarks/train_step.py`), fp32
+# with and without `channels_last`; "of matmul" is the achieved GFLOP/s over a large fp32 matrix
+# product measured in the same run. bf16 is measured only where the CPU has native bf16 (on CPUs
+# without it the fallback kernels are two orders of magnitude slower, see the JSON's probe).
+
+# %%
+perf.benchmark_report(results_dir, "train_step")
+
+# %% [markdown]
+# ## Frozen-trunk studies
+#
+# Head steps on cached trunk features against recomputing the frozen trunk every step, the head's
+# achieved GFLOP/s, and what that means for LIVE-C (930 training images, 116 validation images at
+# 10 crops): one epoch at 10 and at 2 training patches per image, and the whole `livec` ablation
+# (4 configurations x 10 rounds x 6 epochs of 2 rotating crops) (`benchmarks/head_training.py`).
+
+# %%
+perf.benchmark_report(results_dir, "head_training")
+
+# %% [markdown]
+# ## Scoring a folder
+#
+# `iqalib score` decodes ahead in two threads and batches crops across images; the naive way decodes
+# and scores one image at a time. "Model alone" is the ceiling: the model's forward rate on
+# ready-made input (`benchmarks/scoring.py`). Memory stays bounded whatever the number of images
+# (`benchmarks/score_memory.py`, peak resident memory of the `iqalib score` process):
+
+# %%
+perf.benchmark_report(results_dir, "scoring")
+
+# %%
+perf.benchmark_report(results_dir, "score_memory")
+
+# %% [markdown]
+# ## On a GPU
+#
+# `benchmarks/gpu_step.py` runs a SMART-IQA-Base training step and evaluation pass at bf16 with
+# `channels_last` and `torch.compile` on synthetic 512x384 images, against the card's bf16 matmul,
+# and projects one KonIQ-10k epoch (7,058 images x 20 patches) and the test pass (2,015 x 20).
+
+# %%
+perf.benchmark_report(results_dir, "gpu_step")
