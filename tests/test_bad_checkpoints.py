@@ -9,7 +9,6 @@ unpickled, it would create a file.
 """
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,6 @@ import torch
 
 import iqalib
 from faults_support import cli_error, noise_png, scoring_checkpoint, tiny_config, write_tiny_set, write_yaml
-from iqalib.cli import main
 from iqalib.engine.checkpoint import FORMAT, load_checkpoint, save_checkpoint
 from iqalib.errors import CheckpointError
 

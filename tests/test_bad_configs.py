@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from faults_support import PATCH, cli_error, run_cli, tiny_config, write_tiny_set, write_yaml
+from faults_support import cli_error, run_cli, tiny_config, write_tiny_set, write_yaml
 from iqalib.config import from_dict, load_config
 from iqalib.data.datasets import load_dataset
 from iqalib.engine import fit
@@ -129,7 +129,7 @@ def test_cli_config_mistakes_name_the_file_and_the_key(cfg, capsys, overrides, f
     (["data.name=konik"], ["unknown data set 'konik'; choose one of ['csv', 'demo',", "(did you mean 'koniq10k'?)"]),
     (["model.options.multiscal=true"], ["model.options ['multiscal'] are not options of 'smart_iqa_lite0'",
                                         "(did you mean 'multiscale'?)"]),
-    (["train.patch_size=500"], [f"train.patch_size=500 is larger than 16 of 16 image(s)", "at most 72 fits all"]),
+    (["train.patch_size=500"], ["train.patch_size=500 is larger than 16 of 16 image(s)", "at most 72 fits all"]),
 ])
 def test_cli_names_and_sizes_checked_against_the_registries_and_the_data(cfg, capsys, overrides, fragments):
     cli_error(capsys, ["train", str(cfg), *overrides], ConfigError, *fragments)

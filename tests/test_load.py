@@ -18,7 +18,6 @@ image instead, the mistake this guards against, would add
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 
 import pytest
 
