@@ -80,3 +80,29 @@ def write_image():
         return arr
 
     return write
+
+
+# A 60-image slice of the demo set (5 of its distortion/level cells), scores spread over 20..95.
+MINI_SET = [("pristine", 0), ("gaussian_blur", 2), ("gaussian_noise", 1), ("gaussian_noise", 3), ("darken", 4)]
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module (its tiny models run faster so, and timings do not matter)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def mini_data(demo_table, tmp_path_factory) -> dict:
+    """The ``data`` section of a run on the 60-image demo slice (a csv table over the demo images)."""
+    frame = demo_table.frame
+    keep = [(d, lv) in MINI_SET for d, lv in zip(frame["distortion"], frame["level"])]
+    table = tmp_path_factory.mktemp("mini") / "scores.csv"
+    frame.loc[keep, ["image", "mos", "std", "group"]].to_csv(table, index=False)
+    return {"name": "csv", "root": str(demo_table.root), "fractions": [0.5, 0.25, 0.25],
+            "options": {"table": str(table), "mos_range": [0, 100]}}

@@ -20,12 +20,7 @@ from iqalib.engine.checkpoint import FORMAT, load_checkpoint, save_checkpoint
 from iqalib.errors import CheckpointError
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small tensors run faster on one thread
 
 
 class Payload:

@@ -32,7 +32,6 @@ from iqalib.errors import ConfigError, IQAError
 from iqalib.experiments import run_many
 from iqalib.models import create_model
 
-MINI_SET = [("pristine", 0), ("gaussian_blur", 2), ("gaussian_noise", 1), ("gaussian_noise", 3), ("darken", 4)]
 NO_DROPOUT = {"dropout": 0.0, "attention_dropout": 0.0}
 TIMING = {"train_seconds", "patches_per_s", "loader_wait_fraction", "val_seconds"}
 # 2 processes against 1, same global batch (one step per epoch, see tiny_config):
@@ -49,22 +48,7 @@ PRED_TOLERANCE = 1e-5
 SRCC_TOLERANCE = 12 / (15 * 224)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="module")
-def mini_data(demo_table, tmp_path_factory) -> dict:
-    frame = demo_table.frame
-    keep = [(d, lv) in MINI_SET for d, lv in zip(frame["distortion"], frame["level"])]
-    table = tmp_path_factory.mktemp("mini") / "scores.csv"
-    frame.loc[keep, ["image", "mos", "std", "group"]].to_csv(table, index=False)
-    return {"name": "csv", "root": str(demo_table.root), "fractions": [0.5, 0.25, 0.25],
-            "options": {"table": str(table), "mos_range": [0, 100]}}
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small tensors run faster on one thread
 
 
 def tiny_config(mini_data, out_dir, name="run", **train) -> dict:

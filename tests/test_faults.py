@@ -32,7 +32,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 import iqalib.book as book_module
 from faults_support import REPO_ROOT, cli_error, noise_png, tiny_config, write_tiny_set, write_yaml
@@ -45,12 +44,7 @@ from iqalib.engine.interrupt import TrainingInterrupted, deferred_sigint
 from iqalib.errors import OutputError
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small tensors run faster on one thread
 
 
 @pytest.fixture(scope="module")
