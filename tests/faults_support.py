@@ -57,17 +57,9 @@ def write_yaml(path: Path, config: dict) -> Path:
 
 def scoring_checkpoint(path: Path, model_name: str = "smart_iqa_lite0") -> Path:
     """An iqalib checkpoint of an untrained model (random head) that scores PATCH-pixel crops."""
-    import torch
+    from iqalib.engine.checkpoint import save_untrained_checkpoint
 
-    from iqalib.engine.checkpoint import save_checkpoint
-    from iqalib.models import create_model
-
-    torch.manual_seed(0)
-    model = create_model(model_name, pretrained=False)
-    save_checkpoint(path, {"model_name": model_name, "model": model.state_dict(), "epoch": 0, "round": 0,
-                           "config": {"model": {"name": model_name, "options": {}},
-                                      "train": {"patch_size": PATCH}}})
-    return path
+    return save_untrained_checkpoint(path, model_name, patch_size=PATCH)
 
 
 # ------------------------------------------------------------ CLI assertions

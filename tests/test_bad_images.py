@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from PIL import Image
 
 from faults_support import PATCH, noise_png, scoring_checkpoint, tiny_config, write_tiny_set
@@ -29,12 +28,7 @@ from iqalib.engine import fit, load_trained, predict, score_paths
 from iqalib.errors import ConfigError, DataError
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)  # see tests/test_engine.py: faster on a shared 2-core machine
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small tensors run faster on one thread
 
 
 @pytest.fixture(scope="module")

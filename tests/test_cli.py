@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 import yaml
 
 from iqalib.cli import main
@@ -14,12 +13,7 @@ from iqalib.errors import ConfigError
 from iqalib.models import list_models
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)  # see tests/test_engine.py: faster on a shared 2-core machine
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small tensors run faster on one thread
 
 
 @pytest.fixture(scope="module")

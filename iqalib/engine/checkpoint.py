@@ -193,3 +193,19 @@ def resume_state(path: Path, model_name: str, model, optimizer, scheduler) -> di
         raise CheckpointError(f"{path}: was written by a different model or training configuration "
                               f"({first}); cannot resume: {restart}") from None
     return state
+
+
+def save_untrained_checkpoint(path: str | Path, model_name: str = "smart_iqa_lite0", *,
+                              patch_size: int = 224, seed: int = 0) -> Path:
+    """A checkpoint of an untrained ``model_name`` (seeded) that ``load_trained``/``iqalib score`` accept.
+
+    For measuring and testing the scoring path without training a model first.
+    """
+    from iqalib.models import create_model
+
+    torch.manual_seed(seed)
+    model = create_model(model_name, pretrained=False)
+    save_checkpoint(path, {"model_name": model_name, "model": model.state_dict(), "epoch": 0, "round": 0,
+                           "config": {"model": {"name": model_name, "options": {}},
+                                      "train": {"patch_size": patch_size}}})
+    return Path(path)
