@@ -67,5 +67,7 @@ def did_you_mean(word: str, choices, prefix: str = "") -> str:
     """
     import difflib
 
-    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
-    return f" (did you mean {prefix + close[0]!r}?)" if close else ""
+    names = [str(c) for c in choices]
+    by_case = {n.lower(): n for n in names}  # 'CPU' -> 'cpu': case alone should not hide the match
+    close = difflib.get_close_matches(str(word)[:200].lower(), list(by_case), n=1, cutoff=0.6)
+    return f" (did you mean {prefix + by_case[close[0]]!r}?)" if close else ""

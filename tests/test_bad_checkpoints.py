@@ -17,7 +17,8 @@ import torch
 import iqalib
 from faults_support import cli_error, noise_png, scoring_checkpoint, tiny_config, write_tiny_set, write_yaml
 from iqalib.engine.checkpoint import FORMAT, load_checkpoint, save_checkpoint
-from iqalib.errors import CheckpointError
+from iqalib.config import load_config
+from iqalib.errors import CheckpointError, ConfigError
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small tensors run faster on one thread
@@ -144,14 +145,23 @@ def tiny_set(tmp_path_factory):
 
 
 def resume_error(capsys, tiny_set, tmp_path, last_pt: Path, *fragments: str, **config) -> str:
-    """``iqalib train run.yaml --resume`` where round_0/last.pt is ``last_pt``."""
+    """``iqalib train run.yaml --resume`` where round_0/last.pt is ``last_pt``.
+
+    A readable ``last_pt`` gets this run's configuration stored in it, so that the checkpoint's own
+    check speaks (a differing stored configuration is refused earlier, by name: see below)."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     settings = tiny_config(tiny_set, tmp_path / "runs")
     settings["model"].update(config)
     cfg = write_yaml(tmp_path / "run.yaml", settings)
     last = tmp_path / "runs" / "run" / "round_0" / "last.pt"
     last.parent.mkdir(parents=True)
-    last.write_bytes(last_pt.read_bytes())
+    try:
+        state = load_checkpoint(last_pt)
+    except CheckpointError:
+        last.write_bytes(last_pt.read_bytes())
+    else:
+        save_checkpoint(last, {**{k: v for k, v in state.items() if k != "format"},
+                               "config": load_config(cfg).to_dict()})
     before = last.read_bytes()
     line = cli_error(capsys, ["train", str(cfg), "--resume"], CheckpointError, f"{last}: ", *fragments,
                      f"cannot resume: delete {last} to restart this round from scratch")
@@ -180,6 +190,20 @@ def test_resume_refuses_a_last_pt_of_another_configuration(tiny_set, tmp_path, c
     last = first / "first" / "round_0" / "last.pt"
     resume_error(capsys, tiny_set, tmp_path / "second", last,
                  "was written by a different model or training configuration", options={"attention": False})
+
+
+def test_resume_names_the_keys_of_a_differing_stored_configuration(tiny_set, tmp_path, capsys):
+    """The stored configuration says no attention, the run asks for it: refused by key, file kept."""
+    first = tmp_path / "first"
+    without = tiny_config(tiny_set, first, "first")
+    without["model"]["options"] = {"attention": False}
+    iqalib.fit(without)
+    cfg = write_yaml(tmp_path / "run.yaml", tiny_config(tiny_set, first, "first"))
+    last = first / "first" / "round_0" / "last.pt"
+    before = last.read_bytes()
+    cli_error(capsys, ["train", str(cfg), "--resume"], ConfigError, f"cannot resume {first / 'first'}",
+              "its configuration differs in model.options.attention")
+    assert last.read_bytes() == before
 
 
 def test_resume_refuses_an_incomplete_last_pt(files, tiny_set, tmp_path, capsys):

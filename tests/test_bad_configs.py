@@ -117,7 +117,8 @@ def test_cuda_without_a_gpu_says_what_to_use(tiny_set, tmp_path):
     (["train.epochs=0"], ["train.epochs=0 must be positive"]),
     (["train.trunk_lr=-1e-4"], ["train.trunk_lr=-0.0001 must be positive"]),
     (["data.fractions=[0.8, 0.1, 0.2]"], ["must be three non-negative shares summing to 1"]),
-    (["train.loss=l3"], ["train.loss='l3' is not one of ('l1', 'mse', 'smooth_l1')"]),
+    (["train.loss=l3"], ["train.loss='l3' is not one of ('fidelity', 'l1', 'l1+rank', 'mse', 'plcc', "
+                          "'ranking', 'smooth_l1', 'soft_srcc')"]),
 ])
 def test_cli_config_mistakes_name_the_file_and_the_key(cfg, capsys, overrides, fragments):
     cli_error(capsys, ["train", str(cfg), *overrides], ConfigError, f"{cfg}: ", *fragments)
@@ -158,8 +159,8 @@ def test_a_real_process_prints_one_line_and_a_traceback_only_with_debug(cfg):
 
 
 @pytest.mark.parametrize("flags, fragment", [
-    (["--patches", "0"], "patches=0 must be a positive whole number (--patches on the command line)"),
-    (["--short-side", "-5"], "short_side=-5 must be a positive whole number (--short-side on the command line)"),
+    (["--patches", "0"], "patches=0 (--patches on the command line) must be a positive whole number"),
+    (["--short-side", "-5"], "short_side=-5 (--short-side on the command line) must be a positive whole number"),
 ])
 def test_score_flags_out_of_range(tiny_set, tmp_path, capsys, flags, fragment):
     from faults_support import scoring_checkpoint

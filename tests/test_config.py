@@ -71,7 +71,7 @@ def test_int_is_accepted_where_a_float_is_expected():
     ("train.epochs=5", (["train", "epochs"], 5)),
     ("model.pretrained=false", (["model", "pretrained"], False)),
     ("model.pretrained=/w/trunk.pt", (["model", "pretrained"], "/w/trunk.pt")),
-    ("data.root=", (["data", "root"], None)),
+    ("data.root=null", (["data", "root"], None)),  # an empty value is refused (tests/test_hostile_config.py)
 ])
 def test_parse_override(text, expected):
     assert parse_override(text) == expected
@@ -122,16 +122,17 @@ def test_wrong_type_is_an_error(data, message):
     ({"train": {"trunk_lr": -1e-4}}, "train.trunk_lr=-0.0001 must be positive"),
     ({"train": {"trunk_lr": 0.0}}, "train.trunk_lr=0.0 must be positive"),
     ({"train": {"batch_size": -2}}, "train.batch_size=-2 must be positive"),
-    ({"train": {"patch_size": 0}}, "train.patch_size=0 must be positive"),
+    ({"train": {"patch_size": 0}}, "train.patch_size=0 must be at least 32"),
     ({"train": {"rounds": 0}}, "train.rounds=0 must be positive"),
     ({"train": {"weight_decay": -1.0}}, "train.weight_decay=-1.0 must not be negative"),
     ({"data": {"fractions": [0.8, 0.1, 0.2]}}, "must be three non-negative shares summing to 1"),
     ({"data": {"fractions": [0.9, 0.1]}}, "must be three non-negative shares summing to 1"),
     ({"data": {"fractions": [1.2, -0.1, -0.1]}}, "must be three non-negative shares summing to 1"),
     ({"train": {"optimizer": "adamax"}}, "train.optimizer='adamax' is not one of ('adam', 'adamw', 'sgd')"),
-    ({"train": {"loss": "l3"}}, "train.loss='l3' is not one of ('l1', 'mse', 'smooth_l1')"),
+    ({"train": {"loss": "l3"}}, "train.loss='l3' is not one of ('fidelity', 'l1', 'l1+rank', 'mse', 'plcc', 'ranking', 'smooth_l1', "
+     "'soft_srcc')"),
     ({"data": {"on_error": "ignore"}}, "data.on_error='ignore' is not one of ('raise', 'drop')"),
-    ({"name": "a/b"}, "name='a/b' must be a non-empty folder name"),
+    ({"name": "a/b"}, "name='a/b' holds a path separator"),
 ])
 def test_impossible_value_is_an_error(data, message):
     with pytest.raises(ConfigError) as info:

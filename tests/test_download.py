@@ -24,7 +24,10 @@ from iqalib.data.download import (
 )
 from iqalib.errors import ConfigError, DownloadError
 
-TIMEOUT = 5  # seconds; bounds every request and every server read
+# Seconds; bounds every request and every server read. No test waits for it to expire (a cut
+# download ends with the connection), so it is generous: a loaded machine may leave the server
+# thread unscheduled for seconds.
+TIMEOUT = 120
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -237,12 +240,14 @@ def test_fetch_reports_http_errors_with_the_url(server, tmp_path):
 
 
 def test_fetch_reports_an_unreachable_server(tmp_path):
-    with socket.socket() as sock:  # a port that nothing listens on
+    # A port bound but not listening refuses connections, and holding it bound keeps any other
+    # process from taking it meanwhile (a port freed and reused would make this test flaky).
+    with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    url = f"http://127.0.0.1:{port}/a.zip"
-    with pytest.raises(DownloadError, match="rerun to resume") as info:
-        fetch(url, tmp_path / "a.zip", progress=False, timeout=TIMEOUT)
+        url = f"http://127.0.0.1:{port}/a.zip"
+        with pytest.raises(DownloadError, match="rerun to resume") as info:
+            fetch(url, tmp_path / "a.zip", progress=False, timeout=TIMEOUT)
     assert url in str(info.value)
 
 

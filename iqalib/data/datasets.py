@@ -17,6 +17,7 @@ import pandas as pd
 
 from iqalib.data.table import IQATable, make_table, read_csv_table
 from iqalib.errors import ConfigError, DataError, did_you_mean
+from iqalib.paths import shown
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp",
                     ".JPG", ".JPEG", ".PNG", ".BMP")
@@ -61,7 +62,7 @@ def load_dataset(name: str, /, root: str | Path | None = None, **options) -> IQA
     positional-only so that a loader may take a ``name`` option (``csv`` does).
     """
     if name not in DATASETS:
-        raise ConfigError(f"unknown data set {name!r}; choose one of {sorted(DATASETS)}"
+        raise ConfigError(f"unknown data set {shown(name)}; choose one of {sorted(DATASETS)}"
                           f"{did_you_mean(name, DATASETS)}")
     info = DATASETS[name]
     params = inspect.signature(info.loader).parameters
@@ -69,7 +70,7 @@ def load_dataset(name: str, /, root: str | Path | None = None, **options) -> IQA
     if unknown:
         valid = [p for p in params if p != "root"]
         hints = "".join(did_you_mean(o, valid) for o in unknown)
-        raise ConfigError(f"unknown option(s) {unknown} for data set {name!r}{hints}; valid: {valid}")
+        raise ConfigError(f"unknown option(s) {shown(unknown)} for data set {name!r}{hints}; valid: {valid}")
     if root is None and "root" in params and params["root"].default is inspect.Parameter.empty:
         root = data_root() / info.folder
     builds_its_own = params.get("root") is not None and params["root"].default is not inspect.Parameter.empty

@@ -20,12 +20,20 @@ complete archive is not fetched again, and an archive already unpacked (a
 marker records its sha256) is not unpacked again. The official checksums are
 not published, so each fetched archive gets a ``<archive>.sha256`` sidecar
 that users can pin with ``sha256=`` (``--sha256`` on the command line).
+
+Nothing in an archive is trusted (see the notes above :func:`unpack`): no
+link, device or member name can write outside the target folder, a link to a
+file of the same archive is unpacked as a copy, and a hostile or damaged
+archive, a full disk or Ctrl-C leaves the folder as it was. A web page served
+in place of an archive (an error or login page with status 200), a redirect
+loop, or a ``root`` that is a file or cannot be created: one line each.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import posixpath
 import re
 import shutil
 import stat
@@ -43,6 +51,7 @@ from urllib.parse import urlsplit
 from tqdm import tqdm
 
 from iqalib.errors import ConfigError, DownloadError
+from iqalib.paths import shown
 
 ARCHIVES_FOLDER = "archives"
 USER_AGENT = "iqalib-download/0.1 (+python urllib)"
@@ -232,8 +241,14 @@ def _open(url: str, offset: int, timeout: float):
 
 def _http_failure(url: str, exc: Exception) -> DownloadError:
     if isinstance(exc, urllib.error.HTTPError):
+        reason = " ".join(str(exc.reason).split())  # urllib's redirect messages span lines
+        if "infinite loop" in reason:
+            return DownloadError(
+                f"{url}: the server redirects in a loop (HTTP {exc.code}); the address has moved or "
+                "needs a login: check it in a browser, or pass base_url (--base-url) for a mirror"
+            )
         return DownloadError(
-            f"{url}: the server answered HTTP {exc.code} {exc.reason}; check the address "
+            f"{url}: the server answered HTTP {exc.code} {shown(reason)[1:-1]}; check the address "
             "or pass base_url (--base-url) for a mirror"
         )
     reason = getattr(exc, "reason", None) or exc
@@ -325,7 +340,8 @@ def fetch(
                 )
             if offset:
                 _hash_file(part, digest)
-            _stream(response, part, offset, total, digest, url, progress, chunk)
+            check = None if offset else _starts_like(dest, url, response.headers.get("Content-Type"))
+            _stream(response, part, offset, total, digest, url, progress, chunk, check)
 
     written = part.stat().st_size
     if response is None:
@@ -345,39 +361,107 @@ def fetch(
     return dest
 
 
-def _stream(response, part: Path, offset: int, total, digest, url, progress, chunk) -> None:
+_WEB_PAGE_STARTS = (b"<!doctype html", b"<html", b"<head", b"<body", b"<?xml", b"<!--", b"<title")
+# The first bytes of each kind of file fetched here; anything else is not what was asked for.
+_MAGIC = {".zip": (b"PK\x03\x04", b"PK\x05\x06"), ".gz": (b"\x1f\x8b",), ".tgz": (b"\x1f\x8b",)}
+
+
+def _starts_like(dest: Path, url: str, content_type: str | None):
+    """A check of the first bytes of a fresh download: a web page (an error or login page
+    served with status 200) or, for a zip or gzip file, anything without its magic bytes
+    is refused before a byte is written."""
+    suffix = dest.suffix.lower()
+    if suffix in (".html", ".htm"):
+        return None
+
+    def check(block: bytes) -> None:
+        head = block[:256].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+        if head.startswith(_WEB_PAGE_STARTS):
+            raise DownloadError(
+                f"{url}: the server sent a web page instead of {dest.name} (an error or login page, "
+                f"served as {shown(content_type or 'no content type')}); download it by hand and "
+                f"place it at {dest}"
+            )
+        magic = _MAGIC.get(suffix)
+        if magic and not block.startswith(magic):
+            got = f"data starting with {shown(block[:8])}" if block else "an empty file"
+            raise DownloadError(
+                f"{url}: the server sent {got}, not a {suffix[1:]} file; check the address or "
+                f"download it by hand and place it at {dest}"
+            )
+
+    return check
+
+
+def _stream(response, part: Path, offset: int, total, digest, url, progress, chunk, check=None) -> None:
     mode = "ab" if offset else "wb"
     bar = tqdm(
         total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
         desc=part.name[: -len(".part")], disable=not progress, leave=False,
     )
-    try:
-        with open(part, mode) as handle, bar:
-            while True:
-                try:
-                    block = response.read(chunk)
-                except (HTTPException, OSError) as exc:
-                    done = offset + bar.n - bar.initial
-                    raise DownloadError(
-                        f"{url}: connection lost after {done} bytes ({exc or type(exc).__name__}); "
-                        "rerun to resume"
-                    ) from None
-                if not block:
-                    return
-                handle.write(block)
-                digest.update(block)
-                bar.update(len(block))
-    except OSError as exc:  # the disk, not the network
-        raise DownloadError(
-            f"{part}: cannot write ({exc.strerror or exc}); free space and rerun"
-        ) from None
+
+    def read() -> bytes:
+        try:
+            return response.read(chunk)
+        except (HTTPException, OSError) as exc:
+            done = offset + bar.n - bar.initial
+            raise DownloadError(
+                f"{url}: connection lost after {done} bytes ({exc or type(exc).__name__}); "
+                "rerun to resume"
+            ) from None
+
+    with bar:
+        block = read()
+        if check is not None:
+            check(block)  # before anything lands on disk
+        try:
+            with open(part, mode) as handle:
+                while block:
+                    handle.write(block)
+                    digest.update(block)
+                    bar.update(len(block))
+                    block = read()
+        except OSError as exc:  # the disk, not the network
+            raise _write_failure(part, exc) from None
 
 
 # -- unpacking --------------------------------------------------------------
+#
+# An archive is hostile until every member has been checked. Nothing here relies on
+# tarfile's extraction filters: the "data" filter of this Python is fooled by chains of
+# symlinked folders whose resolved path grows past PATH_MAX (CVE-2025-4517, where realpath
+# gives up), by empty-named link chains, and by the hard-link fallback that re-extracts a
+# link's target. Instead this module writes every member itself:
+#
+# * no link is ever created: a link to a plain file of the same archive is unpacked as a
+#   copy of that file; any other link (leaving the archive, to a folder, to another link,
+#   dangling) refuses the archive, as do devices, pipes and unknown member types;
+# * names that are absolute, hold '..', a NUL byte, or exceed NAME_MAX/PATH_MAX are refused;
+# * each folder on a member's way is created by this module and checked with lstat (a real
+#   folder, never a link), and the member's resolved path (os.path.realpath, after its
+#   folders exist) must lie inside the staging folder;
+# * members are unpacked into a staging folder inside the target, moved into place only when
+#   the whole archive passed; any refusal, damage, full disk or Ctrl-C removes the staging
+#   folder and leaves the target as it was. Permissions stored in the archive are ignored.
+
+NAME_MAX = 255  # bytes in one file name (ext4, APFS, NTFS)
+PATH_MAX = 4096  # bytes in a whole path (Linux)
+_LINK_TARGET_MAX = 4096  # a zip "link" member holds its target as data; more is not a link
+_CHUNK = 1 << 20
+_READ_ERRORS = (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError, OSError,
+                NotImplementedError, RuntimeError, ValueError)
 
 
 class DamagedArchiveError(DownloadError):
     """The archive fails its integrity check; fetching it again may help."""
+
+
+class UnsafeArchiveError(DownloadError):
+    """The archive holds a member that could land outside its folder, a link, a device or a pipe."""
+
+
+class _Damaged(Exception):
+    """Reading the archive failed (as opposed to writing what was read)."""
 
 
 def _marker(archive: Path, dest: Path) -> Path:
@@ -391,141 +475,287 @@ def _read_marker(path: Path) -> dict | None:
         return None
 
 
-def _escapes(name: str) -> bool:
-    p = PurePosixPath(name.replace("\\", "/"))
-    return p.is_absolute() or ".." in p.parts or bool(re.match(r"^[A-Za-z]:", name))
-
-
-def _link_escapes(member_name: str, target: str) -> bool:
-    """Whether a link stored at ``member_name`` and pointing to ``target`` leaves the root."""
-    if PurePosixPath(target).is_absolute() or re.match(r"^[A-Za-z]:", target):
-        return True
-    depth = 0
-    for part in (PurePosixPath(member_name).parent / target).parts:
-        if part == "..":
-            depth -= 1
-            if depth < 0:
-                return True
-        elif part != ".":
-            depth += 1
-    return False
-
-
-def _refused(archive: Path, member: str, link_target: str | None = None) -> DownloadError:
-    what = f"member {member!r}" if link_target is None else f"link {member!r} -> {link_target!r}"
-    return DownloadError(
-        f"{archive}: refused {what} that points outside the target folder; "
-        "the archive is unsafe, get it from the official source"
+def _unsafe(archive: Path, what: str, why: str) -> UnsafeArchiveError:
+    return UnsafeArchiveError(
+        f"{archive}: refused {what} ({why}); nothing was unpacked: the archive is unsafe or not "
+        "the official one, delete it and get the data set from its official source"
     )
 
 
-def _zip_members(zf: zipfile.ZipFile, archive: Path) -> list[zipfile.ZipInfo]:
-    members = zf.infolist()
-    for info in members:
-        if _escapes(info.filename):
-            raise _refused(archive, info.filename)
-        if stat.S_ISLNK(info.external_attr >> 16):
-            target = zf.read(info).decode("utf-8", "replace")
-            if _link_escapes(info.filename, target):
-                raise _refused(archive, info.filename, target)
-    return members
+def _member(name: str) -> str:
+    return f"member {shown(name)}"
 
 
-def _check_tar_member(info: tarfile.TarInfo, archive: Path) -> None:
-    if _escapes(info.name):
-        raise _refused(archive, info.name)
-    if info.issym() or info.islnk():
-        # Hard link targets are archive paths; symlink targets are relative to the link.
-        if info.islnk():
-            escapes = _escapes(info.linkname)
+def _parts(name: str, archive: Path, what: str) -> tuple[str, ...]:
+    """The path components of member ``name``; refuses names that could leave the folder."""
+    if "\x00" in name:
+        raise _unsafe(archive, what, "a NUL byte in its name")
+    posix = name.replace("\\", "/")  # archives made on Windows separate with backslashes
+    if posix.startswith("/") or re.match(r"[A-Za-z]:", posix):
+        raise _unsafe(archive, what, "an absolute path")
+    parts = tuple(p for p in posix.split("/") if p not in ("", "."))
+    if ".." in parts:
+        raise _unsafe(archive, what, "a '..' in its path")
+    if any(len(os.fsencode(p)) > NAME_MAX for p in parts):
+        raise _unsafe(archive, what, f"a name over {NAME_MAX} bytes")
+    return parts
+
+
+def _link_target(link: tuple[str, ...], target: str, *, hard: bool) -> tuple[str, ...] | None:
+    """The archive path a link member names, or None when it leaves the archive.
+
+    A hard link's target is an archive path; a symbolic link's is relative to the
+    link's folder. Resolving '..' lexically is exact here: every folder in the staging
+    area is a real folder created by this module, never a link.
+    """
+    text = target.replace("\\", "/")
+    if not text or "\x00" in text or text.startswith("/") or re.match(r"[A-Za-z]:", text):
+        return None
+    normal = posixpath.normpath(text if hard else "/".join((*link[:-1], text)))
+    if normal == ".." or normal.startswith("../"):
+        return None
+    return tuple(p for p in normal.split("/") if p not in ("", "."))
+
+
+class _Staging:
+    """The folder one archive is unpacked into: every path is created and checked here."""
+
+    def __init__(self, folder: Path, archive: Path):
+        self.archive = archive
+        self.real = os.path.realpath(folder)  # compared with the real paths of members
+        self.files: dict[tuple[str, ...], str] = {}  # plain files written, by archive path
+        self.links: dict[tuple[str, ...], tuple[str, str, bool]] = {}  # name -> (what, target, hard)
+
+    def folder(self, parts: tuple[str, ...], what: str) -> str:
+        """Create (or find) the folder ``parts``, each step a real folder, never a link or file."""
+        current = self.real
+        for i, part in enumerate(parts):
+            current = os.path.join(current, part)
+            try:
+                info = os.lstat(current)
+            except FileNotFoundError:
+                os.mkdir(current)
+                info = os.lstat(current)
+            if not stat.S_ISDIR(info.st_mode):  # lstat: a link is never taken for a folder
+                kind = "a link" if stat.S_ISLNK(info.st_mode) else "a file"
+                raise _unsafe(self.archive, what, f"{shown('/'.join(parts[: i + 1]))} on its path is {kind}")
+        return current
+
+    def path(self, parts: tuple[str, ...], what: str) -> str:
+        """Where member ``parts`` goes, its folders created and the whole path checked."""
+        if not parts:
+            raise _unsafe(self.archive, what, "an empty name")
+        full = os.path.join(self.real, *parts)
+        if len(os.fsencode(full)) >= PATH_MAX:
+            raise _unsafe(self.archive, what, f"a path over {PATH_MAX} bytes once unpacked")
+        parent = self.folder(parts[:-1], what)
+        target = os.path.join(parent, parts[-1])
+        resolved = os.path.realpath(target)
+        if os.path.commonpath([resolved, self.real]) != self.real or resolved == self.real:
+            raise _unsafe(self.archive, what, f"it resolves to {shown(resolved)}, outside the unpack folder")
+        try:
+            info = os.lstat(target)
+        except FileNotFoundError:
+            return target
+        if stat.S_ISDIR(info.st_mode) or not stat.S_ISREG(info.st_mode):
+            raise _unsafe(self.archive, what, "the archive also holds a folder or link of that name")
+        os.unlink(target)  # the same name twice (tar appends updates): the later member wins
+        return target
+
+    def write(self, parts: tuple[str, ...], source, what: str) -> None:
+        """Copy the readable ``source`` to member ``parts``; read failures raise _Damaged."""
+        target = self.path(parts, what)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+        with os.fdopen(os.open(target, flags, 0o666), "wb") as out:
+            while True:
+                try:
+                    block = source.read(_CHUNK)
+                except _READ_ERRORS as exc:
+                    raise _Damaged(exc) from None
+                if not block:
+                    break
+                out.write(block)
+        self.files[parts] = target
+        self.links.pop(parts, None)  # a later plain member replaces an earlier link of that name
+
+    def add_link(self, name: str, parts: tuple[str, ...], target: str, *, hard: bool) -> None:
+        what = f"{'hard link' if hard else 'link'} {shown(name)} -> {shown(target)}"
+        if not parts:
+            raise _unsafe(self.archive, what, "an empty name")
+        if _link_target(parts, target, hard=hard) is None:
+            raise _unsafe(self.archive, what, "it points outside the archive; links are never unpacked")
+        self.links[parts] = (what, target, hard)
+
+    def copy_links(self) -> None:
+        """Unpack each remaining link as a copy of the plain file it names, else refuse."""
+        for parts, (what, target, hard) in list(self.links.items()):
+            source = self.files.get(_link_target(parts, target, hard=hard))
+            if source is None:
+                raise _unsafe(self.archive, what, "links are not unpacked; only a link to a plain file of "
+                                                  "the same archive is, as a copy")
+            flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+            with os.fdopen(os.open(source, flags), "rb") as handle:
+                self.write(parts, handle, what)
+
+
+def _unpack_zip(zf: zipfile.ZipFile, staging: _Staging) -> None:
+    for info in zf.infolist():
+        what = _member(info.orig_filename)
+        if "\x00" in info.orig_filename:  # zipfile cuts the name at a NUL; the writer meant more
+            raise _unsafe(staging.archive, what, "a NUL byte in its name")
+        parts = _parts(info.filename, staging.archive, what)
+        mode = info.external_attr >> 16
+        kind = stat.S_IFMT(mode)
+        if kind == stat.S_IFLNK:
+            if info.file_size > _LINK_TARGET_MAX:
+                raise _unsafe(staging.archive, what, "a link whose target is too long")
+            try:
+                target = zf.read(info).decode("utf-8", "surrogateescape")
+            except _READ_ERRORS as exc:
+                raise _Damaged(exc) from None
+            staging.add_link(info.orig_filename, parts, target, hard=False)
+        elif kind not in (0, stat.S_IFREG, stat.S_IFDIR):
+            raise _unsafe(staging.archive, what, "a device, pipe or socket")
+        elif info.is_dir() or kind == stat.S_IFDIR:
+            staging.folder(parts, what)
         else:
-            escapes = _link_escapes(info.name, info.linkname)
-        if escapes:
-            raise _refused(archive, info.name, info.linkname)
-    elif not (info.isfile() or info.isdir()):
-        raise DownloadError(f"{archive}: refused special member {info.name!r} (device or pipe)")
+            try:
+                handle = zf.open(info)  # reads are CRC-checked
+            except _READ_ERRORS as exc:
+                raise _Damaged(exc) from None
+            with handle:
+                staging.write(parts, handle, what)
+
+
+def _unpack_tar(tf: tarfile.TarFile, staging: _Staging) -> None:
+    for info in tf:
+        what = _member(info.name)
+        if info.issym() or info.islnk():
+            staging.add_link(info.name, _parts(info.name, staging.archive, what), info.linkname,
+                             hard=info.islnk())
+            continue
+        parts = _parts(info.name, staging.archive, what)
+        if info.isdir():
+            staging.folder(parts, what)
+        elif info.isreg():
+            try:
+                handle = tf.extractfile(info)
+            except _READ_ERRORS as exc:
+                raise _Damaged(exc) from None
+            with handle:
+                staging.write(parts, handle, what)
+        else:
+            raise _unsafe(staging.archive, what, "a device, pipe or other special file")
 
 
 def _extract(archive: Path, into: Path) -> None:
     """Extract ``archive`` into the empty folder ``into``, checking every member.
 
-    One pass over the data: zip members are CRC-checked as they are read and
-    tar members are checked before each is written, so a damaged or hostile
-    archive fails part-way inside ``into``, which the caller then discards.
+    One pass over the data (zip members are CRC-checked as they are read), then the
+    links are unpacked as copies. A hostile member raises :class:`UnsafeArchiveError`,
+    bad data :class:`DamagedArchiveError`; either leaves a partial ``into`` for the
+    caller to discard.
     """
-    damaged = f"{archive}: the archive is damaged"
-    if zipfile.is_zipfile(archive):
-        try:
+    staging = _Staging(into, archive)
+    try:
+        if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as zf:
-                zf.extractall(into, _zip_members(zf, archive))
-        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
-            raise DamagedArchiveError(f"{damaged} ({exc})") from None
-        return
-    try:
-        is_tar = tarfile.is_tarfile(archive)
-    except (OSError, EOFError):
-        is_tar = False
-    if not is_tar:
-        raise DamagedArchiveError(f"{archive}: not a zip or tar archive (or damaged)")
-    # Python's own "data" filter repeats the checks where available.
-    extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-    try:
-        with tarfile.open(archive) as tf:
-            for info in tf:
-                _check_tar_member(info, archive)
-                tf.extract(info, into, **extra)
-    except (tarfile.TarError, zlib.error, EOFError) as exc:
-        raise DamagedArchiveError(f"{damaged} ({exc or type(exc).__name__})") from None
+                _unpack_zip(zf, staging)
+        else:
+            try:
+                is_tar = tarfile.is_tarfile(archive)
+            except _READ_ERRORS:
+                is_tar = False
+            if not is_tar:
+                raise DamagedArchiveError(f"{archive}: not a zip or tar archive (or damaged)")
+            with tarfile.open(archive) as tf:
+                _unpack_tar(tf, staging)
+        staging.copy_links()
+    except _Damaged as exc:
+        cause = exc.args[0]
+        raise DamagedArchiveError(
+            f"{archive}: the archive is damaged ({shown(str(cause) or type(cause).__name__)})"
+        ) from None
+    except (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise DamagedArchiveError(f"{archive}: the archive is damaged ({shown(str(exc) or type(exc).__name__)})") from None
+
+
+def _plan_moves(staging: Path, dest: Path, archive: Path) -> list[str]:
+    """The unpacked files (relative paths); refuses before anything moves if one would replace
+    a folder, a link or anything but a plain file of ``dest``, or a folder would replace a file."""
+    files = []
+    for folder, subfolders, names in os.walk(staging):
+        here = Path(folder).relative_to(staging)
+        for name, is_dir in [(n, True) for n in subfolders] + [(n, False) for n in names]:
+            rel = (here / name).as_posix()
+            try:
+                info = os.lstat(dest / rel)
+            except FileNotFoundError:
+                info = None
+            if not is_dir:
+                files.append(rel)
+            fits = info is None or (stat.S_ISDIR(info.st_mode) if is_dir else stat.S_ISREG(info.st_mode))
+            if not fits:
+                have = "a link" if stat.S_ISLNK(info.st_mode) else "a folder" if stat.S_ISDIR(info.st_mode) else "a file"
+                raise DownloadError(
+                    f"{archive}: unpacking would replace {dest / rel}, which is {have}, with a "
+                    f"{'folder' if is_dir else 'file'}; move it away and rerun (nothing was unpacked)"
+                )
+    return sorted(files)
 
 
 def _move_merging(src: Path, dst: Path) -> None:
-    """Move ``src`` to ``dst``; folders merge, anything else is replaced."""
-    dst_is_dir = dst.is_dir() and not dst.is_symlink()
-    if src.is_dir() and dst_is_dir:
+    """Move ``src`` to ``dst``: folders merge, a file replaces a file (checked by _plan_moves)."""
+    if src.is_dir() and dst.is_dir():
         for child in src.iterdir():
             _move_merging(child, dst / child.name)
         src.rmdir()
         return
-    if dst_is_dir:
-        shutil.rmtree(dst)
-    elif dst.is_symlink() or dst.exists():
-        dst.unlink()
     os.replace(src, dst)
 
 
-def _files_below(folder: Path) -> list[str]:
-    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if not p.is_dir())
+def _write_failure(path: Path, exc: OSError, *, folder: bool = False):
+    from iqalib.engine.checkpoint import output_error  # the one wording for a full or read-only disk
+
+    return output_error(Path(exc.filename) if exc.filename else path, exc, folder=folder)
 
 
 def unpack(archive: Path, dest: Path) -> list[Path]:
     """Unpack a zip or tar(.gz) ``archive`` into ``dest``; return the files it holds.
 
-    Members are extracted into a hidden staging folder inside ``dest`` and
-    checked on the way (CRCs, a readable tar stream, no member or link
-    leaving ``dest``); only a fully extracted archive is moved into place, so
-    a damaged, hostile or interrupted unpack leaves ``dest`` as it was. A
-    marker records the archive's sha256; the same archive is not unpacked
-    twice.
+    Members are extracted into a hidden staging folder inside ``dest`` and checked on
+    the way (see the notes above: no links, devices or names leaving the folder, CRCs,
+    a readable tar stream); only a fully extracted archive is moved into place, so a
+    damaged, hostile or interrupted unpack (or a full disk) leaves ``dest`` as it was.
+    A marker records the archive's sha256; the same archive is not unpacked twice.
     """
     archive, dest = Path(archive), Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _write_failure(dest, exc, folder=True) from None
     marker = _marker(archive, dest)
     checksum = file_sha256(archive)
     recorded = _read_marker(marker)
     if recorded and recorded.get("sha256") == checksum:
         return [dest / name for name in recorded.get("files", [])]
     staging = dest / f".{archive.name}.unpacking"
-    if staging.exists():
-        shutil.rmtree(staging)  # left over from an interrupted run
-    staging.mkdir()
     try:
-        _extract(archive, staging)
-        files = _files_below(staging)
-        for child in list(staging.iterdir()):
-            _move_merging(child, dest / child.name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    marker.write_text(json.dumps({"archive": archive.name, "sha256": checksum, "files": files}))
+        if staging.is_symlink() or staging.is_file():
+            staging.unlink()
+        elif staging.exists():
+            shutil.rmtree(staging)  # left over from an interrupted run
+        staging.mkdir()
+        try:
+            _extract(archive, staging)
+            files = _plan_moves(staging, dest, archive)
+            for child in list(staging.iterdir()):
+                _move_merging(child, dest / child.name)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        marker.write_text(json.dumps({"archive": archive.name, "sha256": checksum, "files": files}))
+    except OSError as exc:  # the disk, not the archive: full, read-only, a name it cannot hold
+        raise _write_failure(dest, exc) from None
     return [dest / name for name in files]
 
 
@@ -604,6 +834,32 @@ def download_dataset(
         raise DownloadError(source.manual.format(root=root))
     archives = _selected(source, which)
     pinned = _pinned(archives, sha256, name)
+    _check_root(root)
+    try:
+        return _download_into(source, root, archives, pinned, base_url, progress, timeout)
+    except OSError as exc:  # the disk or the folder (full, read-only), not the network
+        raise _write_failure(root, exc) from None
+
+
+def _check_root(root: Path) -> None:
+    """``root`` must be a folder or creatable as one: one line naming the culprit otherwise."""
+    if "\x00" in str(root):
+        raise DownloadError(f"root (--root) {shown(str(root))} holds a NUL byte; pass a folder name")
+    for folder in (root, *root.parents):
+        if folder.is_dir():
+            break
+        if folder.exists() or folder.is_symlink():
+            what = "a broken link" if not folder.exists() else "a file"
+            raise DownloadError(f"root (--root) {root}: {folder} is {what}, not a folder; pass a folder "
+                                "(it is created if missing)")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _write_failure(root, exc, folder=True) from None
+
+
+def _download_into(source: DatasetSource, root: Path, archives: list[Archive], pinned: dict,
+                   base_url, progress, timeout) -> Path:
     store = root / ARCHIVES_FOLDER
     for item in archives:
         url = _mirror(item.url, base_url)

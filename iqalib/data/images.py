@@ -22,14 +22,21 @@ Conventions (documented once, applied everywhere):
   landscape images into portrait ones; we do not reproduce that.
 * Images whose short side is below ``min_side`` (the patch size) are upscaled
   to it, with a warning, so a patch always fits.
+* Memory is bounded after decoding too: an image whose resize (a 1x20000
+  strip upscaled to a 224-pixel short side, or a large ``short_side``) would
+  exceed ``max_pixels`` is refused with its reason, like a decompression bomb.
+* Only regular files are opened: a folder, a pipe or a device named like an
+  image, a broken link or a link loop is refused with its reason, never read.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import re
 import shutil
+import stat
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -91,9 +98,18 @@ def decode_image(
     """
     path = Path(path)
     try:
-        size = path.stat().st_size
+        info = path.stat()
     except FileNotFoundError:
-        raise ImageError(path, "file not found") from None
+        why = "broken link (its target is missing)" if path.is_symlink() else "file not found"
+        raise ImageError(path, why) from None
+    except OSError as exc:  # a link loop, a name too long, a file used as a folder, no permission
+        raise ImageError(path, _unreadable(exc)) from None
+    if stat.S_ISDIR(info.st_mode):
+        raise ImageError(path, "is a folder, not an image file")
+    if not stat.S_ISREG(info.st_mode):
+        # Opening a pipe would wait forever for a writer; a device is no image.
+        raise ImageError(path, "is not a regular file (a pipe, device or socket); pass image files")
+    size = info.st_size
     if size == 0:
         raise ImageError(path, "file is empty (0 bytes); re-copy or remove it")
     try:
@@ -117,10 +133,27 @@ def decode_image(
         # PIL refuses before we see the size when a header claims more than twice
         # its own limit: report it in the same words as our own guard.
         raise ImageError(path, _pil_bomb_reason(exc, max_pixels)) from None
+    except PermissionError as exc:
+        raise ImageError(path, _unreadable(exc)) from None
     except (OSError, SyntaxError, ValueError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ImageError(path, f"cannot be decoded ({reason}); the file is probably truncated or corrupt") from None
-    return resize_image(arr, short_side=short_side, min_side=min_side, path=path)
+    except MemoryError:
+        raise
+    except Exception as exc:  # a crafted file can trip a PIL plug-in anywhere (struct.error, IndexError, ...)
+        raise ImageError(path, f"cannot be decoded ({type(exc).__name__} in the image reader); "
+                               "the file is probably corrupt") from None
+    return resize_image(arr, short_side=short_side, min_side=min_side, path=path, max_pixels=max_pixels)
+
+
+def _unreadable(exc: OSError) -> str:
+    """Why a file cannot be read, and what to do, for an OSError from stat or open."""
+    reason = exc.strerror or type(exc).__name__
+    if exc.errno == errno.ELOOP:
+        return f"is a link loop ({reason}); fix or remove the link"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"cannot be read ({reason}); make it readable (chmod) or remove it"
+    return f"cannot be read ({reason})"
 
 
 def _pil_bomb_reason(exc: Exception, max_pixels: int) -> str:
@@ -134,21 +167,21 @@ def _pil_bomb_reason(exc: Exception, max_pixels: int) -> str:
 
 
 def resize_image(
-    arr: np.ndarray, *, short_side: int | None, min_side: int | None, path=None
+    arr: np.ndarray, *, short_side: int | None, min_side: int | None, path=None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> np.ndarray:
-    """Apply the short-side convention and the minimum-size guarantee."""
+    """Apply the short-side convention and the minimum-size guarantee.
+
+    Raises :class:`ImageError` when the result would hold more than ``max_pixels``
+    (an extreme aspect ratio upscaled to the patch size): refused before allocating.
+    """
     h, w = arr.shape[:2]
     target = short_side
     # Compare the patch with the size after the short-side convention, not before:
     # a short_side below min_side must not leave an image too small for a patch.
     short = min(h, w) if target is None else target
-    if min_side is not None and short < min_side:
-        size = f"{w}x{h}" if target is None else f"{w}x{h} at short side {target}"
-        warnings.warn(
-            f"{path or 'image'}: {size} is smaller than the {min_side}-pixel patch; "
-            f"upscaling its short side to {min_side}",
-            stacklevel=3,
-        )
+    upscale = min_side is not None and short < min_side
+    if upscale:
         target = min_side
     if target is None or min(h, w) == target:
         return arr
@@ -158,6 +191,19 @@ def resize_image(
         new_h = target
     else:
         new_w = target
+    if new_w * new_h > max_pixels:  # before the warning: a refused image is not upscaled
+        raise ImageError(
+            path or "image",
+            f"{w}x{h} would become {new_w}x{new_h} pixels when its short side is resized to {target}, "
+            f"over the {max_pixels:,} limit; crop it to a less extreme aspect ratio or use a smaller short side",
+        )
+    if upscale:
+        size = f"{w}x{h}" if short_side is None else f"{w}x{h} at short side {short_side}"
+        warnings.warn(
+            f"{path or 'image'}: {size} is smaller than the {min_side}-pixel patch; "
+            f"upscaling its short side to {min_side}",
+            stacklevel=3,
+        )
     out = Image.fromarray(arr).resize((new_w, new_h), Image.BILINEAR)
     return np.asarray(out, dtype=np.uint8)
 
@@ -241,12 +287,18 @@ class ImageStore:
         return ImageStore(self._buffer, layout, failed, path=self.path)
 
     @classmethod
-    def from_arrays(cls, arrays: Sequence[np.ndarray]) -> "ImageStore":
-        """Pack already-decoded (H, W, 3) uint8 arrays (for tests and small sets)."""
+    def from_arrays(cls, arrays: Sequence[np.ndarray], *, copy: bool = True) -> "ImageStore":
+        """Pack already-decoded (H, W, 3) uint8 arrays (for tests and small sets).
+
+        ``copy=False`` with a single contiguous uint8 array shares its memory (scoring
+        one image at a time needs no second copy of it).
+        """
         shapes = np.array([a.shape[:2] for a in arrays], dtype=np.int64).reshape(-1, 2)
         sizes = shapes[:, 0] * shapes[:, 1] * 3
         offsets = np.zeros(len(sizes), dtype=np.int64)
         offsets[1:] = np.cumsum(sizes)[:-1]
+        if not copy and len(arrays) == 1 and arrays[0].dtype == np.uint8 and arrays[0].flags.c_contiguous:
+            return cls(arrays[0].reshape(-1), _Layout(offsets, shapes))
         buffer = np.empty(int(sizes.sum()), dtype=np.uint8)
         for a, off, n in zip(arrays, offsets, sizes):
             buffer[off : off + n] = np.ascontiguousarray(a, dtype=np.uint8).reshape(-1)

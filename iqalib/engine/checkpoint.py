@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import pickle
 import re
@@ -22,8 +23,9 @@ from pathlib import Path
 
 import torch
 
-from iqalib.engine.interrupt import deferred_sigint
+from iqalib.engine.interrupt import deferred_signals
 from iqalib.errors import CheckpointError, OutputError, pickled_code
+from iqalib.paths import shown
 
 FORMAT = "iqalib-checkpoint-1"
 _NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG}
@@ -77,7 +79,7 @@ def atomic_write_bytes(path: Path, write) -> None:
     make_folder(path.parent)
     existed = path.exists()
     try:
-        with deferred_sigint():
+        with deferred_signals():  # Ctrl-C or SIGTERM waits for the rename
             _write_and_rename(path, write)
     except (OSError, RuntimeError) as exc:
         cause = _os_error(exc)
@@ -170,7 +172,88 @@ def load_checkpoint(path: Path, *, model_name: str | None = None, keys=()) -> di
     missing = [k for k in keys if k not in state]
     if missing:
         raise CheckpointError(f"{path}: incomplete checkpoint, it lacks {missing}; {_USE}")
+    validate_checkpoint(path, state)
     return state
+
+
+# The crop sizes a checkpoint may ask for: every trunk needs 32 pixels (its coarsest stride),
+# and 1024 bounds the memory of one crop (the trunks were trained at 224; a 64-crop batch of
+# 1024-pixel crops is 0.8 GB of input before the model's activations).
+MIN_PATCH_SIZE, MAX_PATCH_SIZE = 32, 1024
+
+
+def _described(value) -> str:
+    """A value for an error message: short scalars as written, anything else by its type."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return shown(value)
+    size = f" of {len(value)}" if hasattr(value, "__len__") else ""
+    return f"a {type(value).__name__}{size}"
+
+
+def validate_checkpoint(path: Path, state: dict) -> None:
+    """Type-check the metadata that scoring, evaluation and ``--resume`` act on.
+
+    ``model_name`` (text), ``model`` (a state dict of tensors), ``round``/``epoch``
+    (whole numbers >= 0), ``config`` (a mapping) with ``model.options`` (each of the
+    model's switches: true/false, or a finite number, dropout-like rates within
+    [0, 1]) and ``train.patch_size`` (a whole number of pixels within
+    [:data:`MIN_PATCH_SIZE`, :data:`MAX_PATCH_SIZE`]). A field of another type is
+    one :class:`CheckpointError` naming the file and the field, never a traceback
+    (or an allocation) further on. Fields that are absent are left to the caller.
+    """
+    def refuse(field: str, value, expected: str) -> CheckpointError:
+        return CheckpointError(f"{path}: {field} is {_described(value)}, expected {expected}; the file is "
+                               f"damaged or was not written by iqalib train: {_USE}")
+
+    def mapping(field: str, value) -> dict:
+        if value is None:
+            return {}
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise refuse(field, value, "a mapping of names")
+        return value
+
+    name = state.get("model_name")
+    if "model_name" in state and not (isinstance(name, str) and 0 < len(name) <= 200 and name.isprintable()):
+        raise refuse("model_name", name, "a model name (text)")
+    weights = state.get("model")
+    if "model" in state and not (isinstance(weights, dict)
+                                 and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items())):
+        raise refuse("model", weights, "the model's weights (a state dict of tensors)")
+    for field in ("round", "epoch"):
+        value = state.get(field)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise refuse(field, value, "a whole number >= 0")
+    config = mapping("config", state.get("config"))
+    options = mapping("config.model.options", mapping("config.model", config.get("model")).get("options"))
+    defaults = _option_defaults(name)
+    for key, value in options.items():
+        if key not in defaults:
+            continue  # create_model names an option this version does not know
+        default, field = defaults[key], f"config.model.options.{key}"
+        if isinstance(default, bool) or default is None:
+            if value is not None and not isinstance(value, bool):
+                raise refuse(field, value, "true or false")
+        elif isinstance(default, (int, float)):
+            number = value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                       and math.isfinite(value))
+            if not number or ("drop" in key and value is not None and not 0 <= value <= 1):
+                raise refuse(field, value, "a rate from 0 to 1" if "drop" in key else "a finite number")
+    patch_size = mapping("config.train", config.get("train")).get("patch_size")
+    if patch_size is not None and (isinstance(patch_size, bool) or not isinstance(patch_size, int)
+                                   or not MIN_PATCH_SIZE <= patch_size <= MAX_PATCH_SIZE):
+        raise refuse("config.train.patch_size", patch_size,
+                     f"a whole number of pixels from {MIN_PATCH_SIZE} to {MAX_PATCH_SIZE}")
+
+
+def _option_defaults(model_name) -> dict:
+    """The options of ``model_name`` with their defaults; {} for a name this version does not know."""
+    from iqalib.errors import ConfigError
+    from iqalib.models.registry import model_options
+
+    try:
+        return model_options(model_name) if isinstance(model_name, str) else {}
+    except ConfigError:
+        return {}
 
 
 def resume_state(path: Path, model_name: str, model, optimizer, scheduler) -> dict:
@@ -201,11 +284,13 @@ def save_untrained_checkpoint(path: str | Path, model_name: str = "smart_iqa_lit
 
     For measuring and testing the scoring path without training a model first.
     """
+    from iqalib.engine.card import untrained_card
     from iqalib.models import create_model
 
     torch.manual_seed(seed)
     model = create_model(model_name, pretrained=False)
     save_checkpoint(path, {"model_name": model_name, "model": model.state_dict(), "epoch": 0, "round": 0,
                            "config": {"model": {"name": model_name, "options": {}},
-                                      "train": {"patch_size": patch_size}}})
+                                      "train": {"patch_size": patch_size}},
+                           "card": untrained_card(model_name, patch_size=patch_size, seed=seed, model=model)})
     return Path(path)

@@ -10,13 +10,17 @@ On a CPU, ``--devices cpu,cpu`` (or ``--jobs 2``) runs two CPU workers.
 
 Each worker is ``python -m iqalib.engine.parallel JOB.json``: it trains its
 rounds exactly as :func:`iqalib.engine.fit.fit` would (same seeds, same
-folders); the parent writes ``summary.json`` once every round is done.
+folders); the parent writes ``summary.json`` once every round is done. The
+parent holds the run folder's lock for its workers (they find its pid in
+``$IQALIB_RUN_LOCK_HOLDER``, see :mod:`iqalib.engine.runlock`), and passes a
+SIGTERM or SIGHUP on to them, so they save and stop as it does.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -25,6 +29,7 @@ from pathlib import Path
 
 from iqalib.config import RunConfig, from_dict
 from iqalib.engine import distributed
+from iqalib.engine.runlock import HOLDER_ENV
 from iqalib.errors import ConfigError, IQAError
 
 # torchrun's variables: a worker is an independent single process, never a rank.
@@ -69,6 +74,7 @@ def _worker_env(device: str, n_slots: int) -> dict:
     env["CUDA_VISIBLE_DEVICES"] = "" if device == "cpu" else device
     # N workers sharing the machine's cores: N threads each would oversubscribe them.
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // n_slots)))
+    env[HOLDER_ENV] = str(os.getpid())  # the run locks this process holds are the worker's too
     return env
 
 
@@ -113,8 +119,13 @@ def run_jobs(jobs: list[Job], devices: list[str], *, poll_seconds: float = 0.2) 
                     free.append(device)
                     if proc.returncode:
                         failed.append(f"{job.describe()} on device {device} (exit status {proc.returncode})")
-        except BaseException:
-            # Ctrl-C reaches the workers too (same process group): let them save and stop.
+        except BaseException as exc:
+            # Ctrl-C reaches the workers too (same process group); SIGTERM and SIGHUP were sent to
+            # this process only: pass them on. Either way, let the workers save and stop.
+            signum = getattr(exc, "signum", None)
+            for proc, _, _ in running:
+                if signum not in (None, signal.SIGINT) and proc.poll() is None:
+                    proc.send_signal(signum)
             for proc, _, _ in running:
                 proc.wait()
             raise
@@ -124,22 +135,25 @@ def run_jobs(jobs: list[Job], devices: list[str], *, poll_seconds: float = 0.2) 
                        "see their errors above, then rerun with --resume")
 
 
-def fit_parallel(config, devices: list[str], *, resume: bool = False) -> dict:
+def fit_parallel(config, devices: list[str], *, resume: bool = False, force: bool = False) -> dict:
     """:func:`~iqalib.engine.fit.fit` with the rounds spread over ``devices``, one process each.
 
     Round ``r`` goes to slot ``r % len(devices)``; every round trains as in
     :func:`fit` (same seeds, same folders and files) and ``summary.json`` is
-    written once all are done. Returns what :func:`fit` returns.
+    written once all are done. ``resume`` and ``force`` as for :func:`fit`.
+    Returns what :func:`fit` returns.
     """
-    from iqalib.engine.fit import as_config, write_summary
+    from iqalib.engine.fit import as_config, holding_run, write_summary
 
     config = as_config(config)
     n_rounds = config.train.rounds
     slots = list(devices)[: max(1, min(len(devices), n_rounds))]
     groups = [list(range(n_rounds))[i:: len(slots)] for i in range(len(slots))]
-    run_jobs([Job(config, group, resume) for group in groups], slots)
-    rounds = [json.loads((config.run_dir / f"round_{r}" / "results.json").read_text()) for r in range(n_rounds)]
-    return write_summary(config, rounds)
+    with holding_run(config, resume=resume, force=force):
+        run_jobs([Job(config, group, resume) for group in groups], slots)
+        rounds = [json.loads((config.run_dir / f"round_{r}" / "results.json").read_text())
+                  for r in range(n_rounds)]
+        return write_summary(config, rounds)
 
 
 # ------------------------------------------------------------ the worker
@@ -158,7 +172,7 @@ def _work(spec_path: str) -> int:
         return 2
     except KeyboardInterrupt as exc:  # fit's message says what last.pt holds
         print(f"interrupted: [{config.name}] {str(exc) or 'finished epochs are saved'}", file=sys.stderr)
-        return 130
+        return 128 + getattr(exc, "signum", signal.SIGINT)
     return 0
 
 

@@ -3,12 +3,26 @@
 :func:`score_paths` streams images: a small thread pool decodes a bounded
 number ahead, test crops of several images share a batch, and each image's
 score is the mean over its crops. Memory stays bounded by the prefetch depth
-and the batch, whatever the number of images. A file that cannot be decoded
-is reported and skipped; the others are scored.
+and the batch, whatever the number of images or of crops per image: one
+image's crops are cut and scored ``batch_size`` at a time.
+
+Every allocation a flag, a checkpoint field or an image's shape controls is
+bounded: ``patches`` and ``batch_size`` by :data:`MAX_PATCHES` and
+:data:`MAX_BATCH_SIZE`, ``short_side`` by :data:`MAX_SHORT_SIDE` (a square
+image at that side is the decompression-bomb limit), the checkpoint's crop
+size by :data:`~iqalib.engine.checkpoint.MAX_PATCH_SIZE`, and an image whose
+resize (an extreme aspect ratio upscaled to the crop size) would exceed the
+pixel limit is skipped with its reason. A file that cannot be read (corrupt,
+a folder, a broken link or a link loop, a pipe) is reported and skipped with
+its reason; the others are scored.
 """
 from __future__ import annotations
 
+import math
+import os
+import stat
 import sys
+import tempfile
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,11 +33,23 @@ import pandas as pd
 import torch
 
 from iqalib.data.datasets import IMAGE_EXTENSIONS
-from iqalib.data.images import ImageStore, decode_image
+from iqalib.data.images import DEFAULT_MAX_PIXELS, ImageStore, decode_image
 from iqalib.data.patches import PatchDataset, to_model_input
+from iqalib.data.preprocess import original_hyperiqa_crops, preprocess_of
 from iqalib.data.table import read_csv_table
-from iqalib.engine.checkpoint import WEIGHTS_KEYS, load_checkpoint
+from iqalib.engine.checkpoint import (MAX_PATCH_SIZE, MIN_PATCH_SIZE, WEIGHTS_KEYS, atomic_write_text,
+                                      load_checkpoint, output_error)
 from iqalib.errors import CheckpointError, ConfigError, DataError, ImageError
+
+MAX_PATCHES = 1024  # crops per image; the papers use 25, a 32x32 grid is far past any gain
+MAX_BATCH_SIZE = 1024  # crops per forward pass; memory grows with it
+MAX_SHORT_SIDE = math.isqrt(DEFAULT_MAX_PIXELS)  # 8000: a square image at this side is the pixel limit
+MAX_PREFETCH = 64  # decoded images held ahead of the model
+# The first line of the table ``iqalib score --out`` writes; a file that starts otherwise is not ours.
+SCORES_HEADER = "image,score,error"
+# Formats PIL opens only through an outside program or a plug-in it lacks (Ghostscript, Windows
+# metafiles, scientific stubs): not photos, so a folder walk leaves them aside (and says so).
+_NOT_PHOTOS = {".bufr", ".grib", ".h5", ".hdf", ".eps", ".ps", ".emf", ".wmf", ".mpeg", ".mpg", ".iim"}
 
 
 def load_trained(checkpoint: str | Path, device: str | torch.device = "cpu"):
@@ -37,28 +63,62 @@ def load_trained(checkpoint: str | Path, device: str | torch.device = "cpu"):
         model = create_model(state["model_name"], pretrained=False, **options)
     except ConfigError as exc:  # a name or option this version does not know: say which file
         raise CheckpointError(f"{checkpoint}: {exc}; was it written by another iqalib version?") from None
+    # The crops the model was trained on (score_paths and predict read model.patch_size);
+    # its type and range are checked by validate_checkpoint, what the trunk accepts here.
+    patch_size = (config.get("train") or {}).get("patch_size")
+    fixed = _fixed_input_size(model)
+    if patch_size and fixed is not None and patch_size != fixed:
+        raise CheckpointError(f"{checkpoint}: config.train.patch_size is {patch_size}, but "
+                              f"{state['model_name']!r} takes {fixed}-pixel crops only; the file is damaged or "
+                              "was not written by iqalib train: pass a best.pt or last.pt written by it")
     try:
         model.load_state_dict(state["model"])
     except (RuntimeError, TypeError, AttributeError) as exc:
         first = " ".join(str(exc).split())[:200] or type(exc).__name__  # torch's first line says little
         raise CheckpointError(f"{checkpoint}: weights do not fit {state['model_name']!r} ({first}); "
                               "pass a checkpoint written by iqalib train for this model") from None
-    # Score with the crops the model was trained on (score_paths and predict read this).
-    patch_size = (config.get("train") or {}).get("patch_size")
     if patch_size:
         model.patch_size = int(patch_size)
     return model.to(device).eval()
 
 
-def expand_paths(inputs: Iterable[str | Path]) -> list[Path]:
-    """Files as given, folders searched recursively for images, CSVs read for an ``image`` column."""
+def _fixed_input_size(model) -> int | None:
+    """The only crop size the model's trunk accepts (Swin's patch embedding), else None."""
+    embed = getattr(getattr(getattr(model, "backbone", None), "trunk", None), "patch_embed", None)
+    if embed is not None and getattr(embed, "strict_img_size", False):
+        return int(embed.img_size[0])
+    return None
+
+
+def image_extensions() -> frozenset[str]:
+    """Lower-case suffixes a folder walk scores: every photo format PIL can open here."""
+    from PIL import Image
+
+    Image.init()
+    readable = {ext.lower() for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
+    return frozenset((readable | {e.lower() for e in IMAGE_EXTENSIONS}) - _NOT_PHOTOS)
+
+
+def expand_paths(inputs: Iterable[str | Path], *, errors="stderr") -> list[Path]:
+    """Files as given, folders searched recursively for images, CSVs read for an ``image`` column.
+
+    A folder walk takes every file with an image suffix PIL can open (:func:`image_extensions`,
+    any case), follows links to folders once (a link loop is walked once, not forever) and
+    keeps links to files even when broken: scoring then names each unreadable one with its
+    reason. Files with other suffixes and folders that cannot be listed are summed up in one
+    line on ``errors`` (a text stream, default stderr; None: silent), never dropped unseen.
+    """
     out: list[Path] = []
+    others: list[Path] = []
+    unlisted: list[str] = []
+    extensions = image_extensions()
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            out.extend(sorted(f for f in p.rglob("*") if f.suffix in IMAGE_EXTENSIONS
-                              or f.suffix.lower() in IMAGE_EXTENSIONS))
+            out.extend(_images_below(p, extensions, others, unlisted))
         elif p.suffix.lower() == ".csv":
+            if p.exists() and not p.is_file():  # a pipe would block the reader forever
+                raise DataError(f"{p}: not a regular file (a pipe or device); pass a CSV file of image paths")
             frame = read_csv_table(p)  # a bad CSV is a one-line DataError, not a pandas traceback
             if frame.empty or not len(frame.columns):
                 raise DataError(f"{p}: lists no images; give one path per row (column 'image')")
@@ -67,9 +127,114 @@ def expand_paths(inputs: Iterable[str | Path]) -> list[Path]:
                        for v in frame[column])
         else:
             out.append(p)
+    errors = sys.stderr if errors == "stderr" else errors
+    if errors is not None and others:
+        kinds = sorted({f.suffix.lower() or "(none)" for f in others})
+        print(f"note: {len(others)} file(s) in the folders given are not images by their suffix and were not "
+              f"scored (suffixes {', '.join(kinds[:8])}{', ...' if len(kinds) > 8 else ''}; e.g. {others[0]}); "
+              "rename them or pass them by name to score them", file=errors)
+    if errors is not None and unlisted:
+        print(f"note: {len(unlisted)} folder(s) could not be listed and were not searched: "
+              f"{'; '.join(unlisted[:3])}{' ...' if len(unlisted) > 3 else ''}", file=errors)
     if not out:
         raise DataError(f"no images found in {list(map(str, inputs))}; pass files, folders or a CSV")
     return out
+
+
+def _images_below(folder: Path, extensions, others: list[Path], unlisted: list[str]) -> list[Path]:
+    """Image files below ``folder``, sorted; each real folder is listed once, whatever links lead to it."""
+    found: list[Path] = []
+    seen: set[tuple[int, int]] = set()
+    stack = [folder]
+    while stack:
+        current = stack.pop()
+        try:
+            info = current.stat()
+            if (info.st_dev, info.st_ino) in seen:
+                continue  # a link back to a folder already walked (a loop, or two links to one place)
+            seen.add((info.st_dev, info.st_ino))
+            with os.scandir(current) as listing:
+                entries = list(listing)
+        except OSError as exc:
+            unlisted.append(f"{current} ({exc.strerror or type(exc).__name__})")
+            continue
+        for entry in entries:
+            path = Path(entry.path)
+            try:
+                is_dir = entry.is_dir()  # follows links; a broken link or a loop is not a folder
+            except OSError:
+                is_dir = False
+            if is_dir:
+                stack.append(path)
+            elif path.suffix.lower() in extensions:
+                found.append(path)
+            else:
+                others.append(path)
+    return sorted(found)
+
+
+def check_scores_output(out: str | Path, inputs: Iterable[str | Path], *,
+                        checkpoint: str | Path | None = None) -> Path:
+    """``out`` if ``iqalib score`` may write its table there, else one :class:`ConfigError` line.
+
+    Refused: a folder; a missing parent folder; ``checkpoint`` or any of ``inputs`` (an
+    image scored, a CSV of paths), compared as files, so links and hard links count; a
+    folder that cannot take a new file (probed with a nameless temporary file, before any
+    scoring); an existing file that is read-only, not a regular file, or not a scores table
+    written by iqalib (its first line is not :data:`SCORES_HEADER`). A table iqalib wrote
+    is replaced, atomically (:func:`write_scores`).
+    """
+    out = Path(out)
+    new_name = "pass a new name for --out"
+    try:
+        info = out.stat()
+    except FileNotFoundError:
+        info = None
+    except OSError as exc:  # a link loop, a name too long, a file used as a folder
+        raise ConfigError(f"--out {out}: cannot be used ({exc.strerror or type(exc).__name__}); {new_name}") from None
+    if info is not None and stat.S_ISDIR(info.st_mode):
+        raise ConfigError(f"--out {out} is a folder; pass a file name for the table, such as {out / 'scores.csv'}")
+    if info is None and not out.parent.is_dir():
+        what = "is not a folder" if out.parent.exists() else "does not exist"
+        raise ConfigError(f"--out {out}: the folder {out.parent} {what}; create it or {new_name}")
+    labelled = [("the checkpoint", checkpoint)] if checkpoint is not None else []
+    for what, item in [*labelled, *(("the input", p) for p in inputs)]:
+        if _same_file(out, info, Path(item)):
+            raise ConfigError(f"--out {out} is {what} {item}; {new_name} (iqalib never overwrites its inputs)")
+    try:  # a folder that cannot take the table is found now, not after hours of scoring
+        with tempfile.TemporaryFile(dir=out.parent):
+            pass
+    except OSError as exc:
+        raise output_error(out, exc) from None
+    if info is None:
+        return out
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(f"--out {out} is not a regular file (a pipe or device); {new_name}")
+    if not info.st_mode & stat.S_IWUSR:
+        raise ConfigError(f"--out {out} is read-only; make it writable (chmod u+w) or {new_name}")
+    try:
+        with open(out, "rb") as handle:
+            first = handle.readline(len(SCORES_HEADER) + 3).rstrip(b"\r\n")
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot be read to check what it is ({exc.strerror}); {new_name}") from None
+    if first != SCORES_HEADER.encode():
+        raise ConfigError(f"--out {out} exists and is not a scores table written by iqalib score (its first line "
+                          f"is not {SCORES_HEADER!r}); {new_name} or delete it")
+    return out
+
+
+def _same_file(out: Path, info, item: Path) -> bool:
+    """Whether ``item`` is the file ``out`` (``info``: its stat, None if absent) or, absent too, its path."""
+    try:
+        other = item.stat()
+    except OSError:  # absent: the same only if both name one place
+        return info is None and os.path.realpath(item) == os.path.realpath(out)
+    return info is not None and (other.st_dev, other.st_ino) == (info.st_dev, info.st_ino)
+
+
+def write_scores(out: str | Path, table: pd.DataFrame) -> None:
+    """Write the scores table atomically: a failed write (a full disk) keeps the previous file."""
+    atomic_write_text(Path(out), table.to_csv(index=False))
 
 
 def _decoded(paths: list[Path], patch_size: int, short_side, prefetch: int) -> Iterator:
@@ -95,48 +260,75 @@ def _decoded(paths: list[Path], patch_size: int, short_side, prefetch: int) -> I
             yield i, fut.result()
 
 
-def _crops(arr: np.ndarray, patches: int, patch_size: int, seed: int) -> torch.Tensor:
-    store = ImageStore.from_arrays([arr])
-    ds = PatchDataset(store, patch_size=patch_size, patches_per_image=patches, train=False, seed=seed)
-    return ds.__getitems__(list(range(patches)))[0]
+def _crop_source(arr: np.ndarray, patches: int, patch_size: int, seed: int) -> PatchDataset:
+    """The test crops of one image, cut on demand (the image is not copied)."""
+    store = ImageStore.from_arrays([arr], copy=False)
+    return PatchDataset(store, patch_size=patch_size, patches_per_image=patches, train=False, seed=seed)
 
 
 def score_arrays(model, arrays: Iterable[tuple[int, np.ndarray]], *, patches: int = 25,
                  patch_size: int = 224, batch_size: int = 64, device="cpu", seed: int = 0):
-    """Yield (index, score) for (index, image array) pairs, batching crops across images."""
-    buf, owners = [], []
+    """Yield (index, score) for (index, image array) pairs, in order.
+
+    Crops go through the model at most ``batch_size`` at a time: several images share a
+    batch and one image's crops span several, so memory is bounded by the batch, not by
+    ``patches``. An image's score is the mean over its crops.
+    """
+    batch: list[torch.Tensor] = []  # crop chunks of the next forward pass
+    owners: list[tuple[int, int]] = []  # (image index, crops) of each chunk
+    predictions: dict[int, list[np.ndarray]] = {}  # per image in flight, in order
+    queued = 0
 
     def flush():
-        x = to_model_input(torch.cat(buf), model.mean, model.std, device=device)
+        x = to_model_input(torch.cat(batch), model.mean, model.std, device=device)
         with torch.inference_mode():
             pred = model(x).float().cpu().numpy()
-        results, start = [], 0
+        start = 0
         for idx, n in owners:
-            results.append((idx, float(pred[start : start + n].mean())))
+            predictions[idx].append(pred[start : start + n])
             start += n
-        buf.clear()
+        batch.clear()
         owners.clear()
-        return results
+        # Images complete in order; the last one may still wait for crops of the next batch.
+        for idx in list(predictions):
+            if sum(len(chunk) for chunk in predictions[idx]) < patches:
+                break
+            yield idx, float(np.concatenate(predictions.pop(idx)).mean())
 
-    queued = 0
     for idx, arr in arrays:
-        crops = _crops(arr, patches, patch_size, seed)
-        buf.append(crops)
-        owners.append((idx, len(crops)))
-        queued += len(crops)
-        if queued >= batch_size:
-            yield from flush()
-            queued = 0
-    if buf:
+        # model.preprocess (iqalib.data.preprocess): iqalib's crops, or the original HyperIQA code's.
+        crops = (original_hyperiqa_crops if preprocess_of(model) == "original_hyperiqa" else _crop_source)(
+            arr, patches, patch_size, seed)
+        predictions[idx] = []
+        start = 0
+        while start < patches:
+            n = min(batch_size - queued, patches - start)
+            batch.append(crops.__getitems__(list(range(start, start + n)))[0])
+            owners.append((idx, n))
+            queued += n
+            start += n
+            if queued >= batch_size:
+                yield from flush()
+                queued = 0
+    if batch:
         yield from flush()
 
 
+_LIMITS = {"patches": (1, MAX_PATCHES), "batch_size": (1, MAX_BATCH_SIZE), "prefetch": (1, MAX_PREFETCH),
+           "short_side": (1, MAX_SHORT_SIDE), "patch_size": (MIN_PATCH_SIZE, MAX_PATCH_SIZE)}
+
+
 def _check_counts(**values) -> None:
-    """Counts a user passes (``--patches``, ``--short-side``) must be positive; None means unset."""
+    """Counts a user passes (``--patches``, ``--short-side``, ...) must be whole numbers within
+    :data:`_LIMITS` (they size allocations); None means unset."""
     for name, value in values.items():
+        flag = f"{name}={value!r} ({'--' + name.replace('_', '-')} on the command line)"
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            flag = f"--{name.replace('_', '-')}"
-            raise ConfigError(f"{name}={value!r} must be a positive whole number ({flag} on the command line)")
+            raise ConfigError(f"{flag} must be a positive whole number")
+        low, high = _LIMITS[name]
+        if value is not None and not low <= value <= high:
+            raise ConfigError(f"{flag} must be from {low:,} to {high:,}: it sizes what is held in memory; "
+                              "use a value in that range")
 
 
 def score_paths(model, paths: list[Path], *, patches: int = 25, patch_size: int | None = None,
@@ -149,7 +341,8 @@ def score_paths(model, paths: list[Path], *, patches: int = 25, patch_size: int 
     from :func:`load_trained`).
     """
     patch_size = patch_size or getattr(model, "patch_size", 224)
-    _check_counts(patches=patches, batch_size=batch_size, prefetch=prefetch, short_side=short_side)
+    _check_counts(patches=patches, batch_size=batch_size, prefetch=prefetch, short_side=short_side,
+                  patch_size=patch_size)
     # Looked up per call, not bound at import: redirected stderr (tests, notebooks) must see it.
     errors = sys.stderr if errors == "stderr" else errors
     failed: dict[int, str] = {}
@@ -184,6 +377,7 @@ def predict(model, image, *, patches: int = 25, patch_size: int | None = None, s
     ``patch_size`` defaults to the model's.
     """
     patch_size = patch_size or getattr(model, "patch_size", 224)
+    _check_counts(patches=patches, patch_size=patch_size)
     if isinstance(image, (str, Path)):
         arr = decode_image(image, min_side=patch_size)
     else:
@@ -218,7 +412,7 @@ def evaluate_split(checkpoint: str | Path, *, split: str = "test", dataset: str 
     from iqalib import metrics
     from iqalib.config import from_dict
     from iqalib.data.splits import split_table
-    from iqalib.engine.fit import PatchSource, predict_images, prepare_data, resolved_train
+    from iqalib.engine.fit import PatchSource, autocast_dtype, predict_images, prepare_data, resolved_train
 
     state = load_checkpoint(checkpoint, keys=(*WEIGHTS_KEYS, "config"))
     if not isinstance(state["config"], dict) or not isinstance(state["config"].get("data"), dict):
@@ -235,7 +429,8 @@ def evaluate_split(checkpoint: str | Path, *, split: str = "test", dataset: str 
     part = data.table if split == "all" else split_table(
         data.table, seed=config.data.split_seed + round_index, fractions=tuple(config.data.fractions),
         official=config.data.official_split)[split]
+    cpu = torch.device("cpu")  # the run's precision, as its own test pass on a CPU used it
     source = PatchSource(model, data.store, data.indices(part), part.mos, tc, train=False,
-                         device=torch.device("cpu"), dtype=None)
+                         device=cpu, dtype=autocast_dtype(cpu, tc.precision))
     scores = metrics.evaluate_scores(predict_images(source), part.mos)
     return {"data": data.table.label, "split": split, **scores}

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from iqalib.errors import ConfigError, did_you_mean
+from iqalib.paths import shown
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
@@ -61,7 +62,7 @@ def create_model(name: str, pretrained=False, **options) -> nn.Module:
 
 def _builder(name: str) -> Callable[..., nn.Module]:
     if name not in _REGISTRY:
-        raise ConfigError(f"unknown model {name!r}; valid models: {', '.join(list_models())}"
+        raise ConfigError(f"unknown model {shown(name)}; valid models: {', '.join(list_models())}"
                           f"{did_you_mean(name, list_models())}")
     return _REGISTRY[name]
 

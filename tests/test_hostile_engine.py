@@ -1,0 +1,637 @@
+"""The training engine against a hostile user (issue 11): signals, two processes on one folder,
+finished runs, resumes with another configuration, diverging models, a last batch of one, and
+book runs made by other code.
+
+Signals go to real ``python -m iqalib.cli train`` processes on the tiny noise set of
+tests/faults_support.py; a test waits for a condition (a file appears, an epoch is saved),
+never for a fixed time. In-process tests cover what a real process cannot hit on purpose
+(a signal in the middle of a write).
+"""
+from __future__ import annotations
+
+import importlib
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from faults_support import REPO_ROOT, cli_error, tiny_config, write_tiny_set, write_yaml
+from iqalib.cli import main
+from iqalib.config import from_dict
+from iqalib.engine import fit
+from iqalib.engine.checkpoint import atomic_write_bytes, load_checkpoint
+from iqalib.engine.interrupt import Terminated, signals_as_interrupts
+from iqalib.engine.runlock import LOCK_NAME, RunFolderBusy, StaleLockWarning, process_start, run_lock
+from iqalib.errors import ConfigError
+from iqalib.experiments import fingerprint, run_or_load
+
+# iqalib.engine exports the function ``fit``, which hides the module of that name.
+fit_module = importlib.import_module("iqalib.engine.fit")
+RunExists, TrainingDiverged = fit_module.RunExists, fit_module.TrainingDiverged
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small tensors run faster on one thread
+
+WAIT = 300  # seconds: generous, for two shared cores under load; the conditions come much sooner
+
+
+@pytest.fixture(scope="module")
+def tiny_set(tmp_path_factory) -> Path:
+    return write_tiny_set(tmp_path_factory.mktemp("set"))
+
+
+# ------------------------------------------------------------ helpers
+def start_train(*args: str) -> subprocess.Popen:
+    """``python -m iqalib.cli train ARGS`` in the background (Python's own SIGINT handler in place)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, "-m", "iqalib.cli", "train", *args], env=env, cwd=REPO_ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+def wait_for(condition, proc: subprocess.Popen, what: str) -> None:
+    """Poll ``condition()`` until it holds; fail if ``proc`` ends first or after :data:`WAIT` seconds."""
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        if proc.poll() is not None:
+            pytest.fail(f"the training process ended (status {proc.returncode}) before {what}: "
+                        f"{proc.stderr.read()[-2000:]}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {what} after {WAIT} s")
+        time.sleep(0.02)
+
+
+def saved_epoch(last: Path) -> int:
+    """The 1-based epoch ``last`` holds; 0 while it does not exist yet."""
+    try:
+        return load_checkpoint(last)["epoch"] + 1
+    except Exception:  # not written yet (the rename is atomic, so never half a file)
+        return 0
+
+
+def stop(proc: subprocess.Popen, signum=signal.SIGTERM) -> str:
+    """Send ``signum`` and wait for the process; its stderr."""
+    try:
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=WAIT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return err
+
+
+def leftovers(run: Path) -> list[str]:
+    """Temporary files and locks under ``run``: none may survive a process."""
+    return [str(p.relative_to(run)) for p in run.rglob("*") if p.name.endswith(".tmp") or p.name == LOCK_NAME]
+
+
+# ================================================================ SIGTERM
+def test_sigterm_saves_exits_143_with_the_resume_command_leaves_no_temporary_file_and_resume_finishes(
+        tiny_set, tmp_path):
+    epochs = 15
+    cfg = write_yaml(tmp_path / "run.yaml", tiny_config(tiny_set, tmp_path / "runs", epochs=epochs))
+    run = tmp_path / "runs" / "run"
+    last = run / "round_0" / "last.pt"
+    proc = start_train(str(cfg))
+    wait_for(last.exists, proc, "the first last.pt")
+    err = stop(proc, signal.SIGTERM)
+    assert proc.returncode == 143, err  # 128 + SIGTERM, as before, now with its message
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    match = re.fullmatch(rf"interrupted: training stopped by SIGTERM; in {re.escape(str(run))}: "
+                         rf"round_0/last\.pt holds epoch (\d+); "
+                         rf"resume with: iqalib train {re.escape(str(cfg))} --resume", lines[0])
+    assert match, lines[0]
+    saved = load_checkpoint(last, model_name="smart_iqa_lite0")
+    assert saved["epoch"] + 1 == int(match.group(1)) < epochs  # the message tells the truth
+    assert leftovers(run) == []  # no .last.pt.*.tmp, no lock
+    assert not (run / "summary.json").exists()
+
+    assert main(["train", str(cfg), "--resume"]) == 0  # the command the message gave
+    history = pd.read_csv(run / "round_0" / "history.csv")
+    assert history["epoch"].tolist() == list(range(1, epochs + 1))
+    assert leftovers(run) == []
+
+
+def test_sigterm_before_any_epoch_says_nothing_was_saved_and_how_to_start_again(tiny_set, tmp_path, capsys,
+                                                                                monkeypatch):
+    fit_module_data = fit_module.prepare_data
+
+    def terminated_while_decoding(config):
+        os.kill(os.getpid(), signal.SIGTERM)  # what a scheduler sends, here during decoding
+        return fit_module_data(config)
+
+    monkeypatch.setattr(fit_module, "prepare_data", terminated_while_decoding)
+    cfg = write_yaml(tmp_path / "run.yaml", tiny_config(tiny_set, tmp_path / "runs"))
+    assert main(["train", str(cfg)]) == 143
+    err = capsys.readouterr().err.strip()
+    run = tmp_path / "runs" / "run"
+    assert err == (f"interrupted: training stopped by SIGTERM; no epoch had finished, nothing to resume in {run}; "
+                   f"start it again with: iqalib train {cfg}")
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the default action is back
+    assert not run.exists() or leftovers(run) == []
+
+
+def test_sigterm_during_a_write_in_training_completes_the_file_then_stops(tmp_path):
+    path = tmp_path / "last.pt"
+
+    def write(f):
+        f.write(b"first half ")
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives in the middle of the write
+        time.sleep(0.05)  # the handler runs here, and only records it
+        f.write(b"second half")
+
+    with signals_as_interrupts(), pytest.raises(Terminated):
+        atomic_write_bytes(path, write)
+    assert path.read_bytes() == b"first half second half"
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_a_second_sigterm_during_a_write_rolls_it_back_and_keeps_the_previous_file(tmp_path):
+    path = tmp_path / "last.pt"
+    path.write_bytes(b"previous")
+
+    def write(f):
+        f.write(b"new")
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)  # the scheduler insists
+        time.sleep(0.05)
+        f.write(b" never written")
+
+    with signals_as_interrupts(), pytest.raises(Terminated):
+        atomic_write_bytes(path, write)
+    assert path.read_bytes() == b"previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP on this system")
+def test_a_closed_terminal_sighup_stops_training_like_sigterm(tmp_path):
+    with pytest.raises(Terminated) as info, signals_as_interrupts():
+        os.kill(os.getpid(), signal.SIGHUP)
+        time.sleep(5)  # the handler raises at once; never slept through
+    assert info.value.signum == signal.SIGHUP and str(info.value) == "stopped by SIGHUP"
+    assert signal.getsignal(signal.SIGHUP) == signal.SIG_DFL and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+@pytest.mark.parametrize("exception", [KeyboardInterrupt, SystemExit, MemoryError])
+def test_any_exception_during_a_write_deletes_the_temporary_file(tmp_path, exception):
+    path = tmp_path / "results.json"
+    path.write_bytes(b"previous")
+
+    def write(f):
+        f.write(b"half")
+        raise exception
+
+    with pytest.raises(exception):
+        atomic_write_bytes(path, write)
+    assert path.read_bytes() == b"previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
+
+
+def test_sigterm_outside_training_still_ends_the_process_but_only_after_the_write(tmp_path):
+    """Where SIGTERM keeps its default action (any command but train), a write still completes first."""
+    path = tmp_path / "scores.csv"
+    code = ("import os, signal, sys\n"
+            "from iqalib.engine.checkpoint import atomic_write_bytes\n"
+            "def write(f):\n"
+            "    f.write(b'a,b\\n')\n"
+            "    os.kill(os.getpid(), signal.SIGTERM)\n"
+            "    f.write(b'1,2\\n')\n"
+            f"atomic_write_bytes({str(path)!r}, write)\n"
+            "print('not reached')\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=WAIT)
+    assert done.returncode == -signal.SIGTERM and "not reached" not in done.stdout
+    assert path.read_bytes() == b"a,b\n1,2\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["scores.csv"]
+
+
+# ========================================================= two processes
+def test_a_second_train_into_a_busy_folder_is_refused_and_the_first_is_unaffected(tiny_set, tmp_path, capsys):
+    # Many epochs at a constant rate: the first process is still training when the second starts.
+    cfg = write_yaml(tmp_path / "run.yaml", tiny_config(tiny_set, tmp_path / "runs", epochs=10_000,
+                                                        schedule="constant"))
+    run = tmp_path / "runs" / "run"
+    last = run / "round_0" / "last.pt"
+    first = start_train(str(cfg))
+    try:
+        wait_for(lambda: saved_epoch(last) >= 1, first, "the first epoch")
+        holder = json.loads((run / LOCK_NAME).read_text())
+        assert (holder["pid"], holder["host"]) == (first.pid, socket.gethostname())
+        assert holder["command"].endswith(f"train {cfg}") and holder["since"]
+        for extra in ([], ["--force"], ["--resume"]):  # not even --force may take it
+            cli_error(capsys, ["train", str(cfg), *extra], RunFolderBusy, f"{run} is in use: pid {first.pid} on host",
+                      "is training into it; wait for it to finish, or choose another name=")
+        with pytest.raises(RunFolderBusy):
+            run_or_load(from_dict(tiny_config(tiny_set, tmp_path / "runs", epochs=10_000, schedule="constant")))
+        refused_at = saved_epoch(last)
+        # The first one goes on: it saves further epochs, in one history, under its own lock.
+        wait_for(lambda: saved_epoch(last) > refused_at + 1, first, "a later epoch")
+        assert json.loads((run / LOCK_NAME).read_text())["pid"] == first.pid
+    finally:
+        err = stop(first, signal.SIGTERM)
+    assert first.returncode == 143, err
+    history = pd.read_csv(run / "round_0" / "history.csv")
+    assert history["epoch"].tolist() == list(range(1, len(history) + 1))
+    assert leftovers(run) == []  # and its lock went with it
+
+
+def test_a_lock_left_by_a_dead_process_is_taken_over_with_a_warning(tiny_set, tmp_path):
+    run = tmp_path / "runs" / "run"
+    run.mkdir(parents=True)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock = run / LOCK_NAME
+    lock.write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(), "process_start": "1",
+                                "since": "2020-01-01T00:00:00", "command": "iqalib train old.yaml"}))
+    with pytest.warns(StaleLockWarning, match=rf"taking over the lock of {re.escape(str(run))}: pid {dead.pid} "
+                      r"on host .* \(since 2020-01-01T00:00:00: iqalib train old.yaml\) is no longer running"):
+        fit(tiny_config(tiny_set, tmp_path / "runs"))
+    assert (run / "summary.json").is_file() and not lock.exists()
+
+
+def test_a_reused_pid_does_not_keep_a_stale_lock(tmp_path):
+    """The pid runs again, but as another process (another start time): the lock is stale."""
+    lock = tmp_path / LOCK_NAME
+    lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "process_start": "0",
+                                "since": "2020-01-01T00:00:00", "command": "iqalib train old.yaml"}))
+    assert process_start(os.getpid()) not in (None, "0")
+    with pytest.warns(StaleLockWarning, match="is no longer running"), run_lock(tmp_path):
+        assert json.loads(lock.read_text())["process_start"] == process_start(os.getpid())
+    assert not lock.exists()
+
+
+def test_a_lock_from_another_host_is_never_taken_over(tmp_path):
+    lock = tmp_path / LOCK_NAME
+    lock.write_text(json.dumps({"pid": 1, "host": "elsewhere.invalid", "since": "2020-01-01T00:00:00",
+                                "command": "iqalib train x.yaml"}))
+    with pytest.raises(RunFolderBusy) as info, run_lock(tmp_path):
+        pass
+    assert str(info.value) == (f"{tmp_path} is in use: pid 1 on host elsewhere.invalid (since 2020-01-01T00:00:00: "
+                               f"iqalib train x.yaml) is training into it; if that process has ended, delete {lock} "
+                               "and rerun, or choose another name=")
+    assert lock.is_file()  # not ours to delete
+
+
+def test_the_lock_is_released_on_every_exit_and_reentrant_in_one_process(tmp_path):
+    lock = tmp_path / "run" / LOCK_NAME
+    for exc in (KeyboardInterrupt(), Terminated(signal.SIGTERM), ConfigError("x"), SystemExit(3)):
+        with pytest.raises(type(exc)), run_lock(tmp_path / "run"):
+            with run_lock(tmp_path / "run"):  # run_or_load holds it around fit, which takes it too
+                assert lock.is_file()
+            assert lock.is_file()
+            raise exc
+        assert not lock.exists()
+    assert not (tmp_path / "run").exists()  # a folder made only for the lock goes with it
+
+
+def test_jobs_workers_train_under_their_parents_lock_and_sigterm_reaches_them(tiny_set, tmp_path):
+    cfg = write_yaml(tmp_path / "run.yaml", tiny_config(tiny_set, tmp_path / "runs", rounds=2, epochs=10_000,
+                                                        schedule="constant"))
+    run = tmp_path / "runs" / "run"
+    parent = start_train(str(cfg), "--jobs", "2")
+    try:
+        # Both workers save epochs: neither was refused by the lock its parent holds.
+        wait_for(lambda: all(saved_epoch(run / f"round_{r}" / "last.pt") >= 1 for r in (0, 1)), parent,
+                 "an epoch in both rounds")
+        assert json.loads((run / LOCK_NAME).read_text())["pid"] == parent.pid
+    finally:
+        err = stop(parent, signal.SIGTERM)  # to the parent only, as a scheduler would send it
+    # The parent passed it on and waited for its workers to save and stop.
+    assert parent.returncode == 143, err
+    assert err.count("interrupted: [run] training stopped by SIGTERM") == 2  # each worker's line
+    last_line = err.strip().splitlines()[-1]
+    assert re.fullmatch(rf"interrupted: training stopped by SIGTERM; in {re.escape(str(run))}: "
+                        r"round_0/last\.pt holds epoch \d+, round_1/last\.pt holds epoch \d+; "
+                        rf"resume with: iqalib train {re.escape(str(cfg))} --jobs 2 --resume", last_line), last_line
+    assert leftovers(run) == []
+
+
+# ========================================================= finished runs
+@pytest.fixture(scope="module")
+def two_rounds(tiny_set, tmp_path_factory) -> Path:
+    """A finished 2-round, 2-epoch run (constant rate), kept pristine: tests work on copies."""
+    out = tmp_path_factory.mktemp("two_rounds")
+    fit(tiny_config(tiny_set, out, epochs=2, rounds=2, schedule="constant"))
+    return out
+
+
+@pytest.fixture
+def finished(two_rounds, tiny_set, tmp_path):
+    """(a copy of the finished run's out_dir, its run folder, its config as YAML, every file's bytes)."""
+    out = tmp_path / "runs"
+    shutil.copytree(two_rounds, out)
+    run = out / "run"
+    cfg = write_yaml(tmp_path / "run.yaml", tiny_config(tiny_set, out, epochs=2, rounds=2, schedule="constant"))
+    return out, run, cfg, snapshot(run)
+
+
+def snapshot(run: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+
+
+def test_training_into_a_finished_run_is_refused_and_changes_nothing(finished, capsys):
+    _, run, cfg, before = finished
+    for overrides in ([], ["train.rounds=1"], ["train.trunk_lr=0.003"]):
+        cli_error(capsys, ["train", str(cfg), *overrides], RunExists,
+                  f"{run} already holds a finished run (2 round folder(s) and summary.json); continue it with "
+                  "--resume, start it afresh with --force (deletes its files), or choose another name=")
+    assert snapshot(run) == before
+
+
+def test_an_unfinished_run_is_refused_too(finished, capsys):
+    _, run, cfg, _ = finished
+    (run / "summary.json").unlink()
+    shutil.rmtree(run / "round_1")
+    cli_error(capsys, ["train", str(cfg)], RunExists,
+              f"{run} already holds an unfinished run (round_0/last.pt holds epoch 2); continue it with --resume")
+
+
+def test_force_clears_the_earlier_run_and_keeps_the_users_files(finished, capsys):
+    _, run, cfg, before = finished
+    (run / "notes.txt").write_text("mine")
+    (run / "round_1" / ".last.pt.abc123.tmp").write_bytes(b"left by kill -9")
+    assert main(["train", str(cfg), "train.rounds=1", "--force"]) == 0
+    # One round now, and no stale round_1 beside a summary that says 1 round.
+    assert sorted(p.name for p in run.iterdir()) == ["notes.txt", "round_0", "summary.json"]
+    assert json.loads((run / "summary.json").read_text())["rounds"] == 1
+    assert (run / "notes.txt").read_text() == "mine"
+    # Every file of round_0 is the new run's.
+    assert load_checkpoint(run / "round_0" / "best.pt")["config"]["train"]["rounds"] == 1
+    assert load_checkpoint(run / "round_0" / "last.pt")["config"]["train"]["rounds"] == 1
+    assert json.loads((run / "round_0" / "results.json").read_text())["config"]["train"]["rounds"] == 1
+    assert before["round_0/results.json"] != (run / "round_0" / "results.json").read_bytes()
+
+
+def test_run_or_load_force_clears_through_the_same_path(finished, tiny_set, capsys):
+    out, run, _, _ = finished
+    config = from_dict(tiny_config(tiny_set, out, epochs=2, rounds=1, schedule="constant"))
+    results = run_or_load(config, force=True)
+    printed = capsys.readouterr().out
+    assert f"rerunning 'run' in {run}: force=True; its earlier files are deleted" in printed
+    assert results["rounds"] == 1 and len(results["round_results"]) == 1
+    assert sorted(p.name for p in run.iterdir()) == ["config_fingerprint.json", "round_0", "summary.json"]
+
+
+# ========================================================== --resume
+def test_resume_with_another_learning_rate_is_refused_naming_the_key(finished, capsys):
+    _, run, cfg, before = finished
+    cli_error(capsys, ["train", str(cfg), "train.trunk_lr=0.003", "data.split_seed=5", "--resume"], ConfigError,
+              f"cannot resume {run}: its configuration differs in data.split_seed (0 -> 5), "
+              "train.trunk_lr (0.001 -> 0.003); resume with the values it was started with, or start afresh "
+              "with --force (deletes its files) or another name= (--resume may change only train.epochs")
+    assert snapshot(run) == before
+
+
+def test_resume_with_more_epochs_continues_and_removes_what_a_killed_write_left(finished):
+    _, run, cfg, before = finished
+    stale = run / "round_0" / ".last.pt.abc123.tmp"
+    stale.write_bytes(b"x" * 1000)  # what kill -9 in the middle of a checkpoint leaves
+    assert main(["train", str(cfg), "train.epochs=3", "train.progress=true", "--resume"]) == 0
+    for r in (0, 1):
+        history = pd.read_csv(run / f"round_{r}" / "history.csv")
+        assert history["epoch"].tolist() == [1, 2, 3]
+        kept = pd.read_csv(io.BytesIO(before[f"round_{r}/history.csv"]))
+        pd.testing.assert_frame_equal(history.iloc[:2].drop(columns=TIMING), kept.drop(columns=TIMING))
+    assert not stale.exists() and leftovers(run) == []
+
+
+TIMING = ["train_seconds", "patches_per_s", "loader_wait_fraction", "val_seconds"]
+
+
+def test_resume_of_a_finished_run_changes_no_file_but_the_summary(finished):
+    _, run, cfg, before = finished
+    assert main(["train", str(cfg), "--resume"]) == 0
+    after = snapshot(run)
+    assert {k for k in before if before[k] != after[k]} <= {"summary.json"}
+
+
+def test_resume_with_nothing_to_resume_says_so_and_creates_nothing(tiny_set, tmp_path, capsys):
+    cfg = write_yaml(tmp_path / "run.yaml", tiny_config(tiny_set, tmp_path / "runs"))
+    cli_error(capsys, ["train", str(cfg), "name=typo", "--resume"], ConfigError,
+              f"nothing to resume in {tmp_path / 'runs' / 'typo'}: no round has a last.pt; check name= and "
+              "out_dir=, or start the run without --resume")
+    assert not (tmp_path / "runs" / "typo").exists()
+    cli_error(capsys, ["train", str(cfg), "--resume", "--force"], ConfigError, "give --resume or --force, not both")
+
+
+def test_resume_conflicts_follow_the_documented_rule(tiny_set, tmp_path):
+    stored = from_dict(tiny_config(tiny_set, tmp_path, epochs=2)).to_dict()  # schedule None: cosine for Lite0
+
+    def conflicts(**changes):
+        data = json.loads(json.dumps(stored))
+        for key, value in changes.items():
+            section, name = key.split("__")
+            data[section][name] = value
+        return fit_module.resume_conflicts(from_dict(data), stored)
+
+    assert conflicts() == []
+    assert conflicts(train__device="cpu", train__workers=2, train__progress=True, data__image_cache="auto") == []
+    assert conflicts(train__rounds=3) == []
+    assert conflicts(train__schedule="cosine") == []  # None means the model's default, which is cosine
+    assert conflicts(train__epochs=3) == ["train.epochs (2 -> 3: the length of the cosine schedule the trained "
+                                          "epochs followed)"]
+    assert conflicts(train__epochs=1) == ["train.epochs (2 -> 1)"]
+    assert conflicts(train__trunk_lr=0.01, train__seed=1) == ["train.seed (0 -> 1)", "train.trunk_lr (0.001 -> 0.01)"]
+    constant = json.loads(json.dumps(stored))
+    constant["train"]["schedule"] = "constant"
+    longer = json.loads(json.dumps(constant))
+    longer["train"]["epochs"] = 5
+    assert fit_module.resume_conflicts(from_dict(longer), constant) == []
+
+
+# ============================================================ divergence
+def test_nan_validation_predictions_stop_with_the_last_good_checkpoint(tiny_set, tmp_path, monkeypatch):
+    epochs_started = []
+    original_epoch, original_forward = fit_module.train_one_epoch, fit_module.FeatureSource.forward
+
+    def counting_epoch(*args, **kwargs):
+        epochs_started.append(1)
+        return original_epoch(*args, **kwargs)
+
+    def forward(self, batch):
+        pred, target, images = original_forward(self, batch)
+        if len(epochs_started) >= 2 and not torch.is_grad_enabled():  # scoring in epoch 2: the model broke
+            pred = pred * float("nan")
+        return pred, target, images
+
+    monkeypatch.setattr(fit_module, "train_one_epoch", counting_epoch)
+    monkeypatch.setattr(fit_module.FeatureSource, "forward", forward)
+    with pytest.raises(TrainingDiverged) as info:
+        fit(tiny_config(tiny_set, tmp_path, epochs=3))
+    last = tmp_path / "run" / "round_0" / "last.pt"
+    assert str(info.value) == (f"the validation predictions became nan at epoch 2 (4 of 4 images); lower "
+                               "train.trunk_lr or set train.grad_clip, then rerun with --force; the last good "
+                               f"checkpoint is {last} (epoch 1)")
+    state = load_checkpoint(last, model_name="smart_iqa_lite0")
+    assert state["epoch"] == 0 and len(state["history"]) == 1
+    assert not (tmp_path / "run" / "round_0" / "results.json").exists()
+
+
+def test_infinite_test_predictions_of_the_selected_model_stop_too(tiny_set, tmp_path, monkeypatch):
+    original = fit_module.predict_images
+    calls = []
+
+    def predict(source):
+        calls.append(1)
+        scores = original(source)
+        return scores if len(calls) <= 2 else np.full_like(scores, np.inf)  # 2 epochs' validation, then test
+
+    monkeypatch.setattr(fit_module, "predict_images", predict)
+    with pytest.raises(TrainingDiverged, match=r"the selected model \(epoch [12]\) predicts inf for 4 of 4 test "
+                       r"images; lower train.trunk_lr .* its weights are in .*best\.pt"):
+        fit(tiny_config(tiny_set, tmp_path, epochs=2))
+
+
+# ============================================================ batch of one
+def batch_sizes(monkeypatch, source_class) -> list[int]:
+    """Record the size of every training batch that reaches ``source_class.forward``."""
+    sizes = []
+    original = source_class.forward
+
+    def forward(self, batch):
+        if torch.is_grad_enabled():
+            sizes.append(len(batch[1]))
+        return original(self, batch)
+
+    monkeypatch.setattr(source_class, "forward", forward)
+    return sizes
+
+
+def test_a_last_batch_of_one_joins_the_batch_before_it_with_batchnorm_training(tiny_set, tmp_path, monkeypatch):
+    # 8 training images, one crop each, 7 per step: a last step of one patch. The trunk trains,
+    # so its BatchNorm layers are in training mode (they raised "Expected more than 1 value per
+    # channel when training" before).
+    sizes = batch_sizes(monkeypatch, fit_module.PatchSource)
+    result = fit(tiny_config(tiny_set, tmp_path, epochs=2, batch_size=7, freeze_backbone=False, trunk_lr=1e-4))
+    assert sizes == [8, 8]  # one merged step per epoch: every patch trained
+    assert [row["train_patches"] for row in result["round_results"][0]["history"]] == [8, 8]
+
+
+def test_a_last_batch_of_one_joins_the_batch_before_it_on_cached_features(tiny_set, tmp_path, monkeypatch):
+    sizes = batch_sizes(monkeypatch, fit_module.FeatureSource)
+    original = fit_module.FeatureSource.forward  # now the recording one
+
+    def batchnorm_head(self, batch):  # a head with BatchNorm in training mode
+        pred, target, images = original(self, batch)
+        if torch.is_grad_enabled():
+            pred = torch.nn.functional.batch_norm(pred[:, None], None, None, training=True)[:, 0]
+        return pred, target, images
+
+    monkeypatch.setattr(fit_module.FeatureSource, "forward", batchnorm_head)
+    fit(tiny_config(tiny_set, tmp_path, epochs=1, batch_size=7))
+    assert sizes == [8]
+
+
+def test_a_single_training_patch_with_batchnorm_is_one_clear_line(tiny_set, tmp_path):
+    with pytest.raises(ConfigError, match=r"a training step holds a single patch \(train.batch_size=1 per process\) "
+                       "and BatchNorm cannot train on a batch of one"):
+        fit(tiny_config(tiny_set, tmp_path, epochs=1, batch_size=1, freeze_backbone=False, trunk_lr=1e-4))
+
+
+def test_merge_lone_last_batch():
+    def batches(*sizes):
+        return [(torch.arange(n), torch.full((n,), float(i)), torch.zeros(n)) for i, n in enumerate(sizes)]
+
+    def merged(*sizes):
+        return [len(b[1]) for b in fit_module.merge_lone_last_batch(batches(*sizes))]
+
+    assert merged(4, 4, 1) == [4, 5] and merged(4, 4, 2) == [4, 4, 2] and merged(1) == [1] and merged() == []
+    assert merged(1, 1, 1) == [1, 1, 1]  # batch_size 1: nothing to merge into (refused with BatchNorm)
+    last = list(fit_module.merge_lone_last_batch(batches(3, 1)))[-1]
+    assert last[1].tolist() == [0.0, 0.0, 0.0, 1.0]  # the lone patch keeps its own score
+
+
+# ============================================================ stale book runs
+def test_code_identity_is_the_version_and_a_hash_computed_once_per_process(monkeypatch):
+    import iqalib
+
+    assert re.fullmatch(r"[0-9a-f]{16}", fit_module.code_identity()["sources"])
+    calls = []
+    monkeypatch.setattr(fit_module, "source_hash", lambda root=None: calls.append(root) or "ab" * 32)
+    fit_module.code_identity.cache_clear()
+    try:
+        assert fit_module.code_identity() == {"version": iqalib.__version__, "sources": "ab" * 8}
+        fit_module.code_identity()
+        assert calls == [None]
+    finally:
+        fit_module.code_identity.cache_clear()
+
+
+def test_the_source_hash_reads_contents_and_paths_only(tmp_path):
+    a = tmp_path / "a"
+    (a / "sub").mkdir(parents=True)
+    (a / "x.py").write_text("x = 1\n")
+    (a / "sub" / "y.py").write_text("y = 2\n")
+    reference = fit_module.source_hash(a)
+    b = tmp_path / "b"
+    shutil.copytree(a, b)
+    os.utime(b / "x.py", (0, 0))
+    (b / "notes.txt").write_text("not code")
+    (b / "x.pyc").write_bytes(b"compiled")
+    assert fit_module.source_hash(b) == reference  # times and other files do not count
+    (b / "sub" / "y.py").write_text("y = 3\n")
+    assert fit_module.source_hash(b) != reference  # a changed line does
+    (b / "sub" / "y.py").write_text("y = 2\n")
+    (b / "sub" / "y.py").rename(b / "sub" / "z.py")
+    assert fit_module.source_hash(b) != reference  # and so does a moved file
+
+
+def test_the_fingerprint_changes_with_the_code(tiny_set, tmp_path, monkeypatch):
+    config = from_dict(tiny_config(tiny_set, tmp_path))
+    before = fingerprint(config)
+    cosmetic = from_dict(tiny_config(tiny_set, tmp_path / "moved", progress=True, workers=2))
+    assert fingerprint(cosmetic) == before  # where the folder lies and what it prints change no result
+    monkeypatch.setattr(fit_module, "code_identity", lambda: {"version": "0.1.0", "sources": "0" * 16})
+    assert fingerprint(config) != before
+
+
+def test_a_book_run_made_by_other_code_is_trained_again(tiny_set, tmp_path, monkeypatch, capsys):
+    config = from_dict(tiny_config(tiny_set, tmp_path))
+    run = tmp_path / "run"
+    first = run_or_load(config)
+    assert first["code"] == fit_module.code_identity()
+    assert json.loads((run / "round_0" / "results.json").read_text())["code"] == first["code"]
+    capsys.readouterr()
+    assert run_or_load(config)["median_test_srcc"] == first["median_test_srcc"]  # read back
+    assert capsys.readouterr().out == ""
+
+    other = {"version": first["code"]["version"], "sources": "0123456789abcdef"}
+    monkeypatch.setattr(fit_module, "code_identity", lambda: other)
+    again = run_or_load(config)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines == [f"rerunning 'run' in {run}: it was made by other code (iqalib {other['version']}, sources "
+                     f"{first['code']['sources']}; now iqalib {other['version']}, sources 0123456789abcdef); "
+                     "its earlier files are deleted"]
+    assert again["code"] == other
+    assert json.loads((run / "round_0" / "results.json").read_text())["code"] == other
+    assert json.loads((run / "config_fingerprint.json").read_text())["code"] == other
+    # Now current: read back without training.
+    monkeypatch.setattr(sys.modules["iqalib.engine"], "fit", lambda *a, **k: pytest.fail("trained again"))
+    assert run_or_load(config)["code"] == other
+
+
+def test_a_book_run_from_before_code_was_recorded_is_trained_again(tiny_set, tmp_path, capsys):
+    config = from_dict(tiny_config(tiny_set, tmp_path))
+    run_or_load(config)
+    run = tmp_path / "run"
+    summary = json.loads((run / "summary.json").read_text())
+    del summary["code"]  # as written by earlier iqalib
+    (run / "summary.json").write_text(json.dumps(summary))
+    capsys.readouterr()
+    run_or_load(config)
+    assert "it was made by other code (code that did not record itself" in capsys.readouterr().out
+    assert "code" in json.loads((run / "summary.json").read_text())
