@@ -1,9 +1,16 @@
 """The ``iqalib`` command line.
 
-``iqalib train | evaluate | score | models | datasets | download | bench | book``.
+``iqalib train | evaluate | score | models | datasets | download | import-weights | bench | book``.
 User errors print one line (``error: ...``) and exit with status 2; ``--debug``
 shows the traceback instead. Ctrl-C prints one line (``interrupted: ...``,
 for ``train`` with what is saved and the command that resumes) and exits 130.
+
+Exit statuses: 0 done; 1 done in part (``score``: some images could not be
+scored, each listed with its reason); 2 a problem the user can fix (bad input,
+a full or read-only disk, out of memory), one ``error:`` line; 3 a bug in
+iqalib (an exception no check anticipated), one line that says so and asks for
+``--debug``; 128 + the signal number when stopped (130 Ctrl-C, 143 SIGTERM); 141 the
+reader of the output went away (``| head``).
 """
 from __future__ import annotations
 
@@ -20,12 +27,21 @@ def _train(args) -> int:
     from iqalib.engine import distributed, fit
     from iqalib.engine.parallel import fit_parallel, parse_devices
 
+    from iqalib.engine.interrupt import TrainingInterrupted
+
     devices = parse_devices(args.devices, args.jobs)
     config = load_config(args.config, args.overrides)
-    if devices:  # rounds in parallel worker processes, one per device
-        result = fit_parallel(config, devices, resume=args.resume)
-    else:  # one process, or one rank of torchrun
-        result = fit(config, resume=args.resume)
+    try:
+        if devices:  # rounds in parallel worker processes, one per device
+            result = fit_parallel(config, devices, resume=args.resume, force=args.force)
+        else:  # one process, or one rank of torchrun
+            result = fit(config, resume=args.resume, force=args.force)
+    except TrainingInterrupted as exc:  # Ctrl-C, SIGTERM, SIGHUP: exit status 128 + the signal
+        if args.debug:
+            raise
+        if distributed.is_main():
+            print(f"interrupted: {exc}{_resume_hint(args, exc)}", file=sys.stderr)
+        return 128 + exc.signum
     if not distributed.is_main():
         return 0
     print(json.dumps({k: result[k] for k in ("name", "model", "data", "rounds",
@@ -43,14 +59,26 @@ def _evaluate(args) -> int:
 
 
 def _score(args) -> int:
-    from iqalib.engine.score import expand_paths, load_trained, score_paths
+    from iqalib.data.preprocess import check_preprocess, set_preprocess
+    from iqalib.engine.card import check_score_card, score_card, write_score_card
+    from iqalib.engine.score import check_scores_output, expand_paths, load_trained, score_paths, write_scores
 
-    model = load_trained(args.checkpoint)
+    check_preprocess(args.preprocess, short_side=args.short_side)
     paths = expand_paths(args.paths)
-    table = score_paths(model, paths, patches=args.patches, short_side=args.short_side)
-    if args.out:
-        table.to_csv(args.out, index=False)
-        print(f"wrote {len(table)} scores to {args.out}")
+    # Before any work: --out must not be an input (an image, the checkpoint, a CSV) or a foreign file.
+    out = check_scores_output(args.out, [*args.paths, *paths], checkpoint=args.checkpoint) if args.out else None
+    if out:
+        check_score_card(out)  # the card beside the table: absent, or one iqalib wrote
+    model = set_preprocess(load_trained(args.checkpoint), args.preprocess)
+    table = score_paths(model, paths, patches=args.patches, short_side=args.short_side,
+                        batch_size=args.batch_size)
+    if out:
+        write_scores(out, table)  # atomic: a failed write keeps the previous table
+        print(f"wrote {len(table)} scores to {out}")
+        card = write_score_card(out, score_card(
+            args.checkpoint, model, patches=args.patches, short_side=args.short_side,
+            n_images=len(table), n_failed=int((table["error"] != "").sum())))
+        print(f"wrote the model card and scoring settings to {card}")
     else:
         table.to_csv(sys.stdout, index=False)
     n_failed = int((table["error"] != "").sum())
@@ -63,10 +91,23 @@ def _score(args) -> int:
 def _models(args) -> int:
     from iqalib.models import complexity_table, list_models
 
-    if args.complexity:
+    if args.card:
+        from iqalib.engine.card import card_text, read_card
+
+        print(card_text(read_card(args.card)))
+    elif args.complexity:
         print(complexity_table().to_string())
     else:
         print("\n".join(list_models()))
+    return 0
+
+
+def _import_weights(args) -> int:
+    from iqalib.models.official import import_weights
+
+    card = import_weights(args.format, args.file, args.out, model_name=args.model)
+    print(f"imported {args.file} ({args.format}, sha256 {card['source']['sha256'][:16]}...) as {card['model']} "
+          f"into {args.out}; see its card with: iqalib models --card {args.out}")
     return 0
 
 
@@ -93,8 +134,9 @@ def _download(args) -> int:
         for name, text in list_downloadable().items():
             print(f"{name}: {text}")
         return 0
+    # A progress bar only where someone watches: in a log it is noise around the one error line.
     path = download_dataset(args.name, Path(args.root), base_url=args.base_url,
-                            which=args.which, sha256=args.sha256)
+                            which=args.which, sha256=args.sha256, progress=sys.stderr.isatty())
     print(f"{args.name} ready at {path}")
     return 0
 
@@ -106,12 +148,18 @@ def _bench(args) -> int:
     """Each benchmark in its own process: clean memory and thread state, its own argv."""
     import subprocess
 
+    from iqalib.errors import did_you_mean
+    from iqalib.paths import cut, safe_part
+
     here = Path(__file__).resolve().parents[1] / "benchmarks"
     names = args.only or [n for n in BENCHMARKS if (here / f"{n}.py").is_file()]
-    missing = [n for n in names if not (here / f"{n}.py").is_file()]
+    for name in names:  # a name, never a path: only the scripts in benchmarks/ run
+        safe_part(name, "--only")
+    available = sorted(p.stem for p in here.glob("*.py") if p.stem != "common")
+    missing = [n for n in names if n not in available]
     if missing:
-        available = sorted(p.stem for p in here.glob("*.py") if p.stem != "common")
-        raise ConfigError(f"no benchmark(s) {missing} in {here}; choose from {available}")
+        raise ConfigError(f"no benchmark(s) {cut(missing, 160)} in {here}{did_you_mean(missing[0], available)}; "
+                          f"choose from {available}")
     failed = []
     for name in names:
         print(f"== {name}", flush=True)
@@ -141,7 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train (all rounds) from a YAML config")
     p.add_argument("config", nargs="?", help="YAML run configuration (see params/)")
     p.add_argument("overrides", nargs="*", help="section.key=value overrides")
-    p.add_argument("--resume", action="store_true", help="continue from each round's last.pt")
+    p.add_argument("--resume", action="store_true", help="continue from each round's last.pt (may change only "
+                   "train.epochs/rounds to more, device, workers, progress, data.image_cache)")
+    p.add_argument("--force", action="store_true", help="the run folder holds an earlier run: delete its "
+                   "files (rounds, checkpoints, summary) and train afresh")
     p.add_argument("--devices", help="run the rounds in parallel, one process per device: GPU indices "
                    "or 'cpu', comma-separated (e.g. 0,1,2,3)")
     p.add_argument("--jobs", type=int, help="run the rounds in N parallel CPU processes (--devices cpu,...)")
@@ -157,14 +208,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("score", help="rate your own images")
     p.add_argument("paths", nargs="+", help="image files, folders or a CSV of paths")
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--patches", type=int, default=25)
-    p.add_argument("--short-side", type=int, default=None, help="resize before cropping")
-    p.add_argument("--out", help="write scores to this CSV")
+    p.add_argument("--patches", type=int, default=25, help="test crops per image (at most 1024)")
+    p.add_argument("--short-side", type=int, default=None, help="resize before cropping (at most 8000)")
+    p.add_argument("--batch-size", type=int, default=64,
+                   help="crops per forward pass (at most 1024); memory grows with it")
+    p.add_argument("--out", help="write scores to this CSV (a new file, or a table iqalib wrote before), "
+                   "and the model card and settings to OUT.card.json")
+    p.add_argument("--preprocess", default="iqalib", choices=("iqalib", "original_hyperiqa"),
+                   help="iqalib: keep the aspect ratio, seeded crops (default); original_hyperiqa: resize to "
+                   "512 high x 384 wide and take random crops, as the original HyperIQA code does")
     p.set_defaults(func=_score)
 
     p = sub.add_parser("models", help="list models")
     p.add_argument("--complexity", action="store_true", help="parameters and FLOPs per 224x224 patch")
+    p.add_argument("--card", metavar="CHECKPOINT", help="print the model card of an iqalib checkpoint")
     p.set_defaults(func=_models)
+
+    p = sub.add_parser("import-weights", help="convert official HyperIQA / SMART-IQA weights into an iqalib checkpoint")
+    p.add_argument("format", choices=("hyperiqa", "smart_iqa"),
+                   help="hyperiqa: the original release (koniq_pretrained.pkl); smart_iqa: the seed's checkpoints")
+    p.add_argument("file", help="the official state dict (.pkl/.pth), loaded with weights_only=True")
+    p.add_argument("--out", required=True, help="the iqalib checkpoint to write (must not exist)")
+    p.add_argument("--model", help="smart_iqa_tiny|small|base (default: detected from the shapes)")
+    p.set_defaults(func=_import_weights)
 
     p = sub.add_parser("datasets", help="supported data sets and their layouts on disk")
     p.add_argument("name", nargs="?")
@@ -205,16 +271,66 @@ def main(argv=None) -> int:
             raise
         print(f"interrupted: {str(exc) or 'stopped by Ctrl-C'}{_resume_hint(args)}", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `iqalib score ... | head`: the reader has what it wanted
+        _discard_stdout()
+        return 141
+    except OSError as exc:  # a disk or file problem that no check turned into an IQAError
+        if args.debug:
+            raise
+        print(f"error: {_os_failure(exc)}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        if args.debug:
+            raise
+        print("error: out of memory; use smaller settings (--batch-size, --patches, --short-side, "
+              "train.batch_size) or free memory (rerun with --debug for the traceback)", file=sys.stderr)
+        return 2
+    except Exception as exc:  # no check anticipated this: a bug, said so in one line
+        if args.debug:
+            raise
+        summary = " ".join(str(exc).split())[:200]
+        print(f"error: this is a bug in iqalib ({type(exc).__name__}{': ' + summary if summary else ''}); "
+              "rerun with --debug for the traceback and report it", file=sys.stderr)
+        return 3
 
 
-def _resume_hint(args) -> str:
-    """The command that continues an interrupted ``iqalib train`` (see iqalib.engine.interrupt)."""
+def _os_failure(exc: OSError) -> str:
+    """One line for an OSError that reached the top: the path, the reason, what to do."""
+    import errno
+
+    where = f"{exc.filename}: " if exc.filename else ""
+    reason = exc.strerror or " ".join(str(exc).split())[:200] or type(exc).__name__
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        fix = "free space on that disk (or write elsewhere) and rerun"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = "check the permissions of that path, or choose another"
+    else:
+        fix = "check that path"
+    return f"{where}{reason}; {fix} (rerun with --debug for the traceback)"
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null so that the exit's flush does not fail a second time."""
+    import os
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real stdout (captured in tests)
+        pass
+
+
+def _resume_hint(args, exc=None) -> str:
+    """The command that continues an interrupted ``iqalib train`` (see iqalib.engine.interrupt);
+    the one that starts it again when no epoch was saved (``exc.saved`` False)."""
     if args.command != "train":
         return ""
     import shlex
 
-    command = ["iqalib", "train", *([args.config] if args.config else []), *args.overrides, "--resume"]
-    return f"; resume with: {shlex.join(command)}"
+    command = ["iqalib", "train", *([args.config] if args.config else []), *args.overrides]
+    command += [*(["--devices", args.devices] if args.devices else []), *(["--jobs", str(args.jobs)] if args.jobs else [])]
+    if exc is not None and not getattr(exc, "saved", True):
+        return f"; start it again with: {shlex.join(command)}"
+    return f"; resume with: {shlex.join([*command, '--resume'])}"
 
 
 if __name__ == "__main__":

@@ -4,9 +4,12 @@ A notebook describes a run by a few parameters (data set, model, epochs...).
 :func:`run_config` turns them into a validated
 :class:`~iqalib.config.RunConfig`; :func:`run_or_load` trains it, or, when the
 same configuration already finished in the same folder, reads its results
-back. The configuration's fingerprint is stored beside the results, so a
-changed parameter (or another profile writing to the same folder) always
-retrains: a book is never built from stale runs.
+back. The fingerprint of the configuration and of the code that trains it
+(iqalib's version and a hash of its sources, see
+:func:`iqalib.engine.fit.code_identity`) is stored beside the results, so a
+changed parameter, another profile writing to the same folder, or changed
+training code always retrains (saying so in one printed line, and deleting
+the earlier run's files first): a book is never built from stale runs.
 """
 from __future__ import annotations
 
@@ -18,8 +21,12 @@ import pandas as pd
 
 from iqalib.config import RunConfig, from_dict
 from iqalib.engine.checkpoint import atomic_write_json
+from iqalib.engine.runlock import STAMP as FINGERPRINT
+from iqalib.errors import ConfigError
 
-FINGERPRINT = "config_fingerprint.json"
+# Keys that change neither the results nor what they are: progress bars, loader processes,
+# where decoded images are cached, where the run folder lies.
+COSMETIC = (("train", "progress"), ("train", "workers"), ("data", "image_cache"), ("out_dir",))
 
 
 def run_config(name: str, *, out_dir: str | Path, dataset: str = "demo", data_root: str | None = None,
@@ -38,11 +45,25 @@ def run_config(name: str, *, out_dir: str | Path, dataset: str = "demo", data_ro
     })
 
 
-def fingerprint(config: RunConfig) -> str:
-    """Hash of everything that changes a run's results (not cosmetic switches)."""
-    data = config.to_dict()
-    data["train"].pop("progress", None)
-    data["train"].pop("workers", None)
+def _results_part(config: RunConfig | dict) -> dict:
+    """``config`` as a dict without its :data:`COSMETIC` keys."""
+    data = json.loads(json.dumps(config.to_dict() if isinstance(config, RunConfig) else config, default=str))
+    for path in COSMETIC:
+        node = data
+        for part in path[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(path[-1], None)
+    return data
+
+
+def fingerprint(config: RunConfig, code: dict | None = None) -> str:
+    """Hash of everything that changes a run's results: the configuration (not its cosmetic
+    switches) and the training code (``code``: this process's :func:`~iqalib.engine.fit.code_identity`)."""
+    from iqalib.engine.fit import code_identity
+
+    code = code_identity() if code is None else code
+    data = {"config": _results_part(config), "code": code}
     return hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -51,26 +72,86 @@ def run_or_load(config: RunConfig, *, force: bool = False) -> dict:
 
     Returns :func:`iqalib.engine.fit`'s dict (``summary``, ``test_per_round``,
     ``median_test_srcc``..., and ``round_results`` with each round's history).
-    A run interrupted earlier is resumed from its last finished epoch.
+    A run interrupted earlier (same configuration, same code) is resumed from
+    its last finished epoch. A folder holding a run of another configuration or
+    made by other code, or any run when ``force``, is cleared first (as
+    ``iqalib train --force`` clears it), with one printed line saying why.
+    The run folder's lock is held throughout (:mod:`iqalib.engine.runlock`).
     """
     from iqalib.engine import fit
+    from iqalib.engine.runlock import run_lock
 
-    done, resume = _claim(config, force)
-    if done:
-        return load_results(config.run_dir)
-    return fit(config, resume=resume)
+    with run_lock(config.run_dir):
+        done, resume = _claim(config, force)
+        if done:
+            return load_results(config.run_dir)
+        return fit(config, resume=resume)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _recorded_fingerprint(record: dict) -> str | None:
+    """The fingerprint of the run a summary.json (or stamp) records; None when it records no code."""
+    if not isinstance(record.get("config"), dict) or not isinstance(record.get("code"), dict):
+        return None
+    try:
+        return fingerprint(from_dict(record["config"]), code=record["code"])
+    except ConfigError:  # written under other validation rules: not this configuration
+        return None
+
+
+def _rerun_reason(config: RunConfig, record: dict, force: bool) -> str:
+    """Why the run in the folder (described by its summary or stamp, ``record``) is not reused."""
+    if force:
+        return "force=True"
+    from iqalib.engine.fit import code_identity, flatten_config
+
+    if isinstance(record.get("config"), dict):
+        old, new = flatten_config(_results_part(record["config"])), flatten_config(_results_part(config))
+        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        if changed:
+            more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
+            return f"its configuration changed ({', '.join(changed[:5])}{more})"
+    code, now = record.get("code"), code_identity()
+    if code != now:
+        was = (f"iqalib {code.get('version')}, sources {code.get('sources')}" if isinstance(code, dict)
+               else "code that did not record itself")
+        return f"it was made by other code ({was}; now iqalib {now['version']}, sources {now['sources']})"
+    return "its files belong to another run"
 
 
 def _claim(config: RunConfig, force: bool) -> tuple[bool, bool]:
-    """(finished already, resume): stamps the run folder with ``config``'s fingerprint when it must train."""
+    """(finished already, resume), under the run folder's lock.
+
+    When the run must train, the folder is cleared of an earlier run's files
+    (:func:`iqalib.engine.runlock.clear_run`, what ``--force`` does) and
+    stamped with ``config``'s fingerprint.
+    """
+    from iqalib.engine.fit import code_identity
+    from iqalib.engine.runlock import clear_run, run_files
+
     run_dir = config.run_dir
-    stamp = run_dir / FINGERPRINT
     key = fingerprint(config)
-    same_config = stamp.is_file() and json.loads(stamp.read_text()).get("fingerprint") == key
-    if same_config and (run_dir / "summary.json").is_file() and not force:
+    summary = _read_json(run_dir / "summary.json")
+    if not force and summary and _recorded_fingerprint(summary) == key:
         return True, False
-    atomic_write_json(stamp, {"fingerprint": key, "config": config.to_dict()})
-    return False, same_config and not force
+    stamp = _read_json(run_dir / FINGERPRINT)
+    files = [p for p in run_files(run_dir) if p.name != FINGERPRINT]
+    resume = (not force and not summary and stamp.get("fingerprint") == key
+              and any(p.name == "last.pt" for p in files))
+    if files and not resume:
+        reason = _rerun_reason(config, summary or stamp, force)
+        print(f"rerunning {config.name!r} in {run_dir}: {reason}; its earlier files are deleted", flush=True)
+        clear_run(run_dir)
+    atomic_write_json(run_dir / FINGERPRINT, {"fingerprint": key, "config": config.to_dict(),
+                                              "code": code_identity()})
+    return False, resume
 
 
 def run_many(configs, *, devices=("cpu",), force: bool = False) -> list[dict]:
@@ -83,20 +164,24 @@ def run_many(configs, *, devices=("cpu",), force: bool = False) -> list[dict]:
     retrained; results come in the order of ``configs``, as
     :func:`run_or_load` would return them, from the same folders.
     """
+    import contextlib
+
     from iqalib.engine.parallel import Job, run_jobs
-    from iqalib.errors import ConfigError
+    from iqalib.engine.runlock import run_lock
 
     configs = list(configs)
     folders = [str(c.run_dir.resolve()) for c in configs]
     if len(set(folders)) < len(folders):
         raise ConfigError("two of the runs write to the same folder; give each config its own name")
-    jobs = []
-    for config in configs:
-        done, resume = _claim(config, force)
-        if not done:
-            jobs.append(Job(config, resume=resume))
-    if jobs:
-        run_jobs(jobs, [str(d) for d in devices])
+    with contextlib.ExitStack() as held:  # this process holds every run's lock for its workers
+        jobs = []
+        for config in configs:
+            held.enter_context(run_lock(config.run_dir))
+            done, resume = _claim(config, force)
+            if not done:
+                jobs.append(Job(config, resume=resume))
+        if jobs:
+            run_jobs(jobs, [str(d) for d in devices])
     return [load_results(c.run_dir) for c in configs]
 
 
@@ -272,60 +357,128 @@ def cross_dataset_matrix(run_dir: str | Path, test_sets: dict, *, max_images: in
 
 
 # ------------------------------------------------------------ cost of models
-def measure_throughput(model_name: str, *, batch_size: int = 8, input_size: int = 224, repeats: int = 3,
-                       device: str = "cpu") -> float:
-    """Inference patches per second of ``model_name`` (random weights; the cost does not depend on them).
+def timed_batches(runners: dict, *, repeats: int, warmup: int, clock=None, sync=None) -> dict[str, list[float]]:
+    """Seconds of ``repeats`` calls of every runner, round-robin, after ``warmup`` untimed calls of each.
 
-    One warm-up batch, then the median over ``repeats`` timed batches.
+    ``runners`` maps names to zero-argument callables (one batch each).
+    Round-robin (A, B, C, A, B, C...) puts every runner under the same
+    conditions: a burst of load from other processes slows all of them, not
+    one. ``sync`` is called before reading the clock (CUDA's synchronize).
+    """
+    import time
+
+    clock = clock or time.perf_counter
+    sync = sync or (lambda: None)
+    for run in runners.values():
+        for _ in range(warmup):  # allocators, kernel selection, thread-pool start: not the model's speed
+            run()
+    times = {name: [] for name in runners}
+    for _ in range(repeats):
+        for name, run in runners.items():
+            sync()
+            start = clock()
+            run()
+            sync()
+            times[name].append(clock() - start)
+    return times
+
+
+def pipeline_input(model, batch_size: int, input_size: int = 224, device: str = "cpu", seed: int = 0):
+    """A batch laid out as iqalib's loaders lay it out: (N, 3, H, W) views of decoded (H, W, 3) bytes.
+
+    Patches are sliced from images stored as (H, W, 3) uint8 and viewed as
+    NCHW (:class:`iqalib.data.patches.PatchDataset`), so the model receives
+    channels-last strides. Convolutions run at a different speed on that
+    layout than on a contiguous NCHW tensor (EfficientNet-Lite0 about 1.5x
+    faster on a CPU), so a speed meant to match the pipelines' must be
+    measured on this layout, not on ``torch.randn(N, 3, H, W)``.
+    """
+    import numpy as np
+    import torch
+
+    from iqalib.data.patches import to_model_input
+
+    pixels = np.random.default_rng(seed).integers(0, 256, size=(batch_size, input_size, input_size, 3),
+                                                  dtype=np.uint8)
+    patches = torch.from_numpy(pixels).permute(0, 3, 1, 2)  # as PatchDataset returns them
+    return to_model_input(patches, model.mean, model.std, device=device)
+
+
+def measure_throughputs(model_names, *, batch_size: int = 8, input_size: int = 224, repeats: int = 3,
+                        warmup: int = 2, device: str = "cpu") -> dict[str, dict]:
+    """Inference patches per second of several models, measured side by side (:func:`timed_batches`).
+
+    Random weights (the cost does not depend on them), input in the
+    pipelines' layout (:func:`pipeline_input`). Per model:
+    ``patches_per_s`` from the fastest timed batch (other processes can only
+    slow a batch down, so the fastest is the least disturbed: timeit's rule),
+    ``patches_per_s_median``, and ``seconds`` (every timed batch).
     """
     import statistics
-    import time
 
     import torch
 
     from iqalib.engine.fit import resolve_device
     from iqalib.models import create_model
 
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats} and {warmup}")
     device = str(resolve_device(device))  # "auto", as in the book profiles: CUDA when there is one
-    model = create_model(model_name, pretrained=False).to(device).eval()
-    x = torch.randn(batch_size, 3, input_size, input_size, device=device)
-    times = []
+    models = {name: create_model(name, pretrained=False).to(device).eval() for name in model_names}
+    inputs = {name: pipeline_input(m, batch_size, input_size, device) for name, m in models.items()}
+    sync = torch.cuda.synchronize if device.startswith("cuda") else None
     with torch.inference_mode():
-        for i in range(repeats + 1):
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            model(x)
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
-            if i:  # the first batch warms up allocators and kernels
-                times.append(time.perf_counter() - t0)
-    return batch_size / statistics.median(times)
+        times = timed_batches({name: (lambda m=m, x=inputs[name]: m(x)) for name, m in models.items()},
+                              repeats=repeats, warmup=warmup, sync=sync)
+    return {name: {"patches_per_s": batch_size / min(t), "patches_per_s_median": batch_size / statistics.median(t),
+                   "seconds": t} for name, t in times.items()}
+
+
+def measure_throughput(model_name: str, *, batch_size: int = 8, input_size: int = 224, repeats: int = 3,
+                       warmup: int = 2, device: str = "cpu") -> float:
+    """Inference patches per second of ``model_name``: :func:`measure_throughputs` of one model."""
+    return measure_throughputs([model_name], batch_size=batch_size, input_size=input_size, repeats=repeats,
+                               warmup=warmup, device=device)[model_name]["patches_per_s"]
 
 
 def model_cost_table(models, *, out_dir: str | Path | None = None, batch_size: int = 8,
-                     repeats: int = 3, device: str = "cpu") -> pd.DataFrame:
+                     repeats: int = 3, warmup: int = 2, device: str = "cpu") -> pd.DataFrame:
     """Parameters, GFLOPs per 224x224 patch, measured patches/s and, where a run exists, test SRCC.
 
-    Accuracy comes from a finished run under ``out_dir`` of the same model: the
-    one named after the model (chapters 2 and 3), else the one with the most
-    rounds; its name is in ``run``.
+    Throughput is measured for all models side by side, round-robin, after
+    ``warmup`` batches each (:func:`measure_throughputs`): ``patches_per_s``
+    (fastest batch) and ``patches_per_s_median``, in patches, not images.
+    ``frame.attrs`` holds the torch threads and the load average before and
+    after. Accuracy comes from a finished run under ``out_dir`` of the same
+    model: the one named after the model (chapters 3 and 4), else the one
+    with the most rounds; its name is in ``run``.
     """
+    import os
+
+    import torch
+
     from iqalib.models import model_complexity
 
     runs = runs_table(out_dir)
+    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    speeds = measure_throughputs(models, batch_size=batch_size, repeats=repeats, warmup=warmup, device=device)
+    load_after = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     rows = []
     for name in models:
         row = {"model": name, **model_complexity(name)}
         row["gflops"] = row["flops"] / 1e9
-        row["images_per_s"] = measure_throughput(name, batch_size=batch_size, repeats=repeats, device=device)
+        row["patches_per_s"] = speeds[name]["patches_per_s"]
+        row["patches_per_s_median"] = speeds[name]["patches_per_s_median"]
         mine = runs[runs["model"] == name].assign(other_name=lambda f: f["run"] != name)
         mine = mine.sort_values(["other_name", "rounds", "run"], ascending=[True, False, True])
         row.update(run=mine["run"].iloc[0] if len(mine) else None,
                    data=mine["data"].iloc[0] if len(mine) else None,
                    test_srcc=float(mine["srcc_median"].iloc[0]) if len(mine) else float("nan"))
         rows.append(row)
-    return pd.DataFrame(rows).set_index("model")
+    table = pd.DataFrame(rows).set_index("model")
+    table.attrs.update(batch_size=batch_size, repeats=repeats, warmup=warmup, threads=torch.get_num_threads(),
+                       load_average=(load_before, load_after))
+    return table
 
 
 def train_models(models, **run_keys) -> dict[str, dict]:
@@ -340,7 +493,7 @@ def finished_results(out_dir: str | Path, name: str) -> dict:
     run_dir = Path(out_dir) / name
     if not (run_dir / "summary.json").is_file():
         raise ConfigError(f"no finished run {name!r} in {out_dir}; execute the notebook that trains it "
-                          "first (02_baseline / 03_smart_iqa) with the same profile")
+                          "first (03_baseline / 04_smart_iqa) with the same profile")
     return load_results(run_dir)
 
 

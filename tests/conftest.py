@@ -22,6 +22,11 @@ def shared_datasets_dir() -> Path:
     return Path(override) if override else REPO_ROOT.parent / "shared" / "datasets"
 
 
+# Numbers in tests must not depend on which CPU runs them: some have native bf16 and would get
+# bf16 autocast from ``precision: auto``. tests/test_precision.py exercises the choice itself.
+os.environ.setdefault("IQALIB_CPU_PRECISION", "fp32")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def session_cache(tmp_path_factory) -> Path:
     """``$IQALIB_CACHE`` for the whole session: nothing lands in ``~/.cache``, and

@@ -23,10 +23,8 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +40,7 @@ from iqalib.engine import fit
 from iqalib.engine.checkpoint import atomic_write_bytes, load_checkpoint
 from iqalib.engine.interrupt import TrainingInterrupted, deferred_sigint
 from iqalib.errors import OutputError
+from signal_support import START_LIMIT, start_paused_train
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small tensors run faster on one thread
@@ -66,8 +65,9 @@ def test_ctrl_c_during_a_write_waits_for_the_file_to_be_complete(tmp_path, pytho
 
     def write(f):
         f.write(b"first half ")
-        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C in the middle of the write
-        time.sleep(0.05)  # the handler runs here, and only records it
+        # Ctrl-C in the middle of the write; raise_signal runs the handler before it returns
+        # (no sleep to wait for delivery), and the handler only records it.
+        signal.raise_signal(signal.SIGINT)
         f.write(b"second half")
 
     with pytest.raises(KeyboardInterrupt):
@@ -82,10 +82,8 @@ def test_a_second_ctrl_c_stops_the_write_and_keeps_the_previous_file(tmp_path, p
 
     def write(f):
         f.write(b"new")
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(0.05)
-        os.kill(os.getpid(), signal.SIGINT)  # the user insists
-        time.sleep(0.05)
+        signal.raise_signal(signal.SIGINT)
+        signal.raise_signal(signal.SIGINT)  # the user insists
         f.write(b" never written")
 
     with pytest.raises(KeyboardInterrupt):
@@ -99,27 +97,25 @@ def test_a_second_ctrl_c_stops_the_write_and_keeps_the_previous_file(tmp_path, p
 
 def test_sigint_saves_exits_130_with_the_resume_command_and_resume_finishes(tiny_set, tmp_path):
     """A real Ctrl-C (SIGINT) to ``iqalib train`` after its first epoch wrote last.pt."""
-    epochs = 12
+    epochs = 3
     cfg = write_yaml(tmp_path / "run.yaml", tiny_config(tiny_set, tmp_path / "runs", epochs=epochs))
     run = tmp_path / "runs" / "run"
     last = run / "round_0" / "last.pt"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "iqalib.cli", "train", str(cfg)], env=env, cwd=REPO_ROOT,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    # The child waits after writing last.pt, so the signal lands there however loaded the machine is.
+    proc, err_file = start_paused_train(
+        [str(cfg)], env=env, cwd=REPO_ROOT,
         # Python installs its KeyboardInterrupt handler only where SIGINT is not ignored.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
-        deadline = time.monotonic() + 240
-        while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert proc.poll() is None, proc.stderr.read()[-2000:]
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
+        proc.wait(timeout=START_LIMIT)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+    err_file.seek(0)
+    err = err_file.read()
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     lines = err.strip().splitlines()
@@ -129,7 +125,7 @@ def test_sigint_saves_exits_130_with_the_resume_command_and_resume_finishes(tiny
                          rf"resume with: iqalib train {re.escape(str(cfg))} --resume", lines[0])
     assert match, lines[0]
     saved = load_checkpoint(last, model_name="smart_iqa_lite0")
-    assert saved["epoch"] + 1 == int(match.group(1)) < epochs  # the message tells the truth
+    assert saved["epoch"] + 1 == int(match.group(1)) == 1  # the message tells the truth
     assert len(saved["history"]) == saved["epoch"] + 1
     assert not (run / "summary.json").exists()
     assert not list(run.glob("round_0/.*.tmp"))  # no half-written file left behind
@@ -160,22 +156,23 @@ def test_ctrl_c_through_the_api_is_a_keyboard_interrupt_saying_what_is_saved(tin
 # ============================================================ failed writes
 @pytest.fixture(scope="module")
 def finished_run(tiny_set, tmp_path_factory):
-    """A finished 2-epoch run, kept pristine: tests work on copies."""
+    """A finished 2-epoch run (constant learning rate, so --resume may add epochs), kept pristine:
+    tests work on copies."""
     out = tmp_path_factory.mktemp("finished")
-    fit(tiny_config(tiny_set, out, epochs=2))
+    fit(tiny_config(tiny_set, out, epochs=2, schedule="constant"))
     return out
 
 
 @pytest.fixture
 def run_copy(finished_run, tiny_set, tmp_path):
-    """(config of a different run into the same folder, its round folder, the files' bytes before)."""
+    """(config that resumes the run for a third epoch, its round folder, the files' bytes before)."""
     out = tmp_path / "runs"
     shutil.copytree(finished_run, out)
     round_dir = out / "run" / "round_0"
     before = {p.name: p.read_bytes() for p in round_dir.iterdir()}
     assert {"last.pt", "best.pt", "history.csv", "predictions.csv", "results.json"} <= set(before)
-    # Another learning rate: every file it would write differs from the one on disk.
-    return tiny_config(tiny_set, out, epochs=2, trunk_lr=3e-3), round_dir, before
+    # One more epoch (with --resume): every file it would write differs from the one on disk.
+    return tiny_config(tiny_set, out, epochs=3, schedule="constant"), round_dir, before
 
 
 class FillingDisk(io.FileIO):
@@ -225,7 +222,7 @@ def test_a_full_disk_mid_write_keeps_the_previous_file_and_says_free_space(run_c
     config, round_dir, before = run_copy
     disk_fills_while_writing(monkeypatch, round_dir, name)
     with pytest.raises(OutputError) as info:
-        fit(config)
+        fit(config, resume=True)
     monkeypatch.undo()
     message = str(info.value)
     assert "\n" not in message
@@ -240,7 +237,7 @@ def test_a_full_disk_through_the_cli_is_one_line(run_copy, monkeypatch, capsys, 
     config, round_dir, before = run_copy
     cfg = write_yaml(tmp_path / "run.yaml", config)
     disk_fills_while_writing(monkeypatch, round_dir, "last.pt")
-    cli_error(capsys, ["train", str(cfg)], OutputError, f"cannot write last.pt in {round_dir}: No space left",
+    cli_error(capsys, ["train", str(cfg), "--resume"], OutputError, f"cannot write last.pt in {round_dir}: No space left",
               "free space on that disk")
     monkeypatch.undo()
     assert_intact(round_dir, before, "last.pt")
@@ -272,7 +269,7 @@ def test_a_read_only_run_folder_keeps_everything_and_says_fix_permissions(run_co
 
             monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
         with pytest.raises(OutputError) as info:
-            fit(config)
+            fit(config, resume=True)
         monkeypatch.undo()
     finally:
         os.chmod(round_dir, 0o755)
@@ -301,7 +298,7 @@ def test_an_out_dir_that_cannot_be_created_is_named(tiny_set, tmp_path, monkeypa
         monkeypatch.undo()
     finally:
         os.chmod(parent, 0o755)
-    assert str(info.value) == (f"cannot create the folder {parent / 'runs' / 'run' / 'round_0'}: Permission denied; "
+    assert str(info.value) == (f"cannot create the folder {parent / 'runs' / 'run'}: Permission denied; "
                                "make the folder writable (chmod/chown) or choose another folder")
 
 
@@ -342,12 +339,12 @@ def tiny_book(tmp_path) -> Path:
     (root / "params").mkdir()
     (root / "params" / "tiny.yaml").write_text("common:\n  x: 7\n")
     (root / "notebooks" / "01_data.py").write_text(NOTEBOOK_OK)
-    (root / "notebooks" / "02_baseline.py").write_text(NOTEBOOK_FAILS)
+    (root / "notebooks" / "03_baseline.py").write_text(NOTEBOOK_FAILS)
     # An earlier good run of 02 under the same profile: it must not survive as if current.
     executed = root / "book" / "executed"
     executed.mkdir(parents=True)
     (executed / "PROFILE").write_text("tiny\n")
-    (executed / "02_baseline.ipynb").write_text("{}")
+    (executed / "03_baseline.ipynb").write_text("{}")
     return root
 
 
@@ -355,23 +352,23 @@ def test_a_failing_notebook_exits_non_zero_naming_it_and_no_book_is_published(ti
     monkeypatch.setattr(book_module, "run_book", functools.partial(book_module.run_book, root=tiny_book))
     built = []
     monkeypatch.setattr(book_module, "build_html", lambda root=None: built.append(root))
-    assert main(["book", "--profile", "tiny", "--only", "01_data", "02_baseline"]) == 2
+    assert main(["book", "--profile", "tiny", "--only", "01_data", "03_baseline"]) == 2
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
     executed = tiny_book / "book" / "executed"
-    failed = executed / "02_baseline.failed.ipynb"
+    failed = executed / "03_baseline.failed.ipynb"
     assert len(lines) == 1 and "Traceback" not in captured.err
     # Cell 0: parameters, 1: injected parameters, 2: y = 2, 3: the raise.
-    assert lines[0] == (f"error: notebook 02_baseline failed in cell 3 (In [4]): ValueError: bad x=7 "
+    assert lines[0] == (f"error: notebook 03_baseline failed in cell 3 (In [4]): ValueError: bad x=7 "
                         f"(failed copy: {failed}); fix it and rerun")
     assert built == []  # the book was not built
     assert (executed / "01_data.ipynb").is_file() and failed.is_file()
-    assert not (executed / "02_baseline.ipynb").exists()  # neither the failed run nor the stale one
-    with pytest.raises(BookBuildFailed, match=r"lacks \['02_baseline', '03_smart_iqa',"):
+    assert not (executed / "03_baseline.ipynb").exists()  # neither the failed run nor the stale one
+    with pytest.raises(BookBuildFailed, match=r"lacks \['02_inside_the_model', '03_baseline', '04_smart_iqa',"):
         build_html(tiny_book)  # the real build (imported above, not the stub) refuses the incomplete folder
-    with pytest.raises(NotebookFailed, match="notebook 02_baseline failed in cell 3"):
-        main(["--debug", "book", "--profile", "tiny", "--only", "02_baseline", "--no-build"])
+    with pytest.raises(NotebookFailed, match="notebook 03_baseline failed in cell 3"):
+        main(["--debug", "book", "--profile", "tiny", "--only", "03_baseline", "--no-build"])
     # Fixed, the chapter runs under its own name and its failed copy goes.
-    (tiny_book / "notebooks" / "02_baseline.py").write_text(NOTEBOOK_OK)
-    book_module.execute_notebook("02_baseline", {"x": 1}, root=tiny_book)
-    assert not failed.exists() and (executed / "02_baseline.ipynb").is_file()
+    (tiny_book / "notebooks" / "03_baseline.py").write_text(NOTEBOOK_OK)
+    book_module.execute_notebook("03_baseline", {"x": 1}, root=tiny_book)
+    assert not failed.exists() and (executed / "03_baseline.ipynb").is_file()

@@ -8,9 +8,13 @@ convolutions after pooling, so nothing is lost). Every head on the same
 trunk reads the same pooled maps, so one bank serves the whole ablation. Epochs, rounds and head
 configurations sharing a trunk then cost only head passes. Banks are also
 saved under ``$IQALIB_CACHE/features`` keyed by everything they depend on.
+The trunk pass runs in the run's precision (``train.precision``; ``auto``:
+bf16 autocast on CUDA and on CPUs where it is faster, see
+:mod:`iqalib.engine.precision`); the bank itself is stored in fp32.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import warnings
@@ -21,6 +25,7 @@ import torch
 from iqalib.data.images import cache_root
 from iqalib.data.patches import PatchDataset, make_loader, to_model_input
 from iqalib.engine.checkpoint import atomic_write_bytes
+from iqalib.engine.precision import autocast_dtype
 from iqalib.errors import OutputError
 
 
@@ -31,14 +36,14 @@ class FeatureBank:
     backbone_state: dict
 
 
-def _bank_key(model, data, tc, k: int) -> str:
+def _bank_key(model, data, tc, k: int, dtype=None) -> str:
     weights = hashlib.sha1()
     for name, tensor in model.backbone.state_dict().items():
         weights.update(name.encode())
         weights.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     fingerprint = {
         "backbone": model.backbone.name, "weights": weights.hexdigest(), "k": k, "patch": tc.patch_size,
-        "seed": tc.seed, "crops": tc.test_crops,
+        "seed": tc.seed, "crops": tc.test_crops, "autocast": str(dtype),
         "images": list(map(str, data.table.paths)), "shapes": data.store.shapes.tolist(),
     }
     return hashlib.sha1(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:20]
@@ -47,7 +52,9 @@ def _bank_key(model, data, tc, k: int) -> str:
 def feature_bank(model, data, tc, *, device, use_disk: bool = True) -> FeatureBank:
     """Pooled trunk features of ``max(train_patches, test_patches)`` fixed crops per image."""
     k = max(tc.train_patches, tc.test_patches)
-    path = cache_root() / "features" / f"{_bank_key(model, data, tc, k)}.pt"
+    device = torch.device(device)
+    dtype = autocast_dtype(device, tc.precision)
+    path = cache_root() / "features" / f"{_bank_key(model, data, tc, k, dtype)}.pt"
     backbone_state = {n: t.detach().cpu().clone() for n, t in model.backbone.state_dict().items()}
     if use_disk and path.is_file():
         try:
@@ -65,11 +72,14 @@ def feature_bank(model, data, tc, *, device, use_disk: bool = True) -> FeatureBa
         from tqdm import tqdm
 
         progress = tqdm(total=len(dataset), desc="trunk features", unit="patch", leave=False)
+    autocast = (torch.autocast(device_type=device.type, dtype=dtype) if dtype is not None
+                else contextlib.nullcontext())
     with torch.inference_mode():
         for patches, _, _ in loader:
             x = to_model_input(patches, model.mean, model.std, device=device,
                                channels_last=tc.channels_last)
-            pooled = model.pool_stages(model.forward_features(x))
+            with autocast:
+                pooled = model.pool_stages(model.forward_features(x))
             chunks.append([p.float().cpu() for p in pooled])
             if progress is not None:
                 progress.update(len(patches))

