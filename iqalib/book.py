@@ -13,9 +13,18 @@ outputs. A failing cell stops everything with one line naming the notebook
 and the cell; the book is then not built, and the failed run is kept as
 ``book/executed/<stem>.failed.ipynb`` (never under the chapter's own name), so
 a later build refuses the incomplete folder instead of publishing it.
+
+What a page shows: each chapter's kernel starts with
+:func:`iqalib.book_style.apply` (rounded table numbers, plain progress bars)
+and talks to papermill over local IPC sockets (no TCP warning on the
+terminal); the executed copy shows one parameters block, the values the
+chapter ran with (:func:`show_parameters_once`). The terminal shows one line
+per chapter.
 """
 from __future__ import annotations
 
+import ast
+import functools
 import json
 import os
 import re
@@ -26,14 +35,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
-from iqalib.errors import ConfigError, IQAError
+from iqalib.config import read_yaml
+from iqalib.errors import ConfigError, IQAError, OutputError, did_you_mean
+from iqalib.paths import cut, safe_part, shown
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = ("01_data", "02_baseline", "03_smart_iqa", "04_ablations", "05_attention",
-             "06_cross_dataset", "07_lr_sensitivity", "08_model_size", "09_summary",
-             "10_performance")
+NOTEBOOKS = ("01_data", "02_inside_the_model", "03_baseline", "04_smart_iqa", "05_ablations",
+             "06_losses", "07_attention", "08_cross_dataset", "09_lr_sensitivity", "10_model_size",
+             "11_summary", "12_performance")
 EXECUTED = Path("book") / "executed"
 MARKER = "PROFILE"
 
@@ -46,18 +55,101 @@ class BookBuildFailed(IQAError):
     """``jupyter-book build`` failed (a warning counts, as in CI)."""
 
 
+PARAMETERS_CELL = re.compile(r"""^# %%(?!\s*\[).*\btags=\[[^\]]*["']parameters["']""")
+
+
+def notebook_parameters(stem: str, root: str | Path = ROOT) -> set[str] | None:
+    """Names assigned in the parameters cell of ``notebooks/<stem>.py``; None when there is no such file.
+
+    Read from the jupytext percent source with :mod:`ast` (no notebook
+    machinery), so that a profile is checked in milliseconds before any
+    notebook runs.
+    """
+    source = Path(root) / "notebooks" / f"{stem}.py"
+    if not source.is_file():
+        return None
+    lines, inside = [], False
+    for line in source.read_text(encoding="utf-8").splitlines():
+        if line.startswith("# %%"):
+            if inside:
+                break
+            inside = bool(PARAMETERS_CELL.match(line))
+        elif inside:
+            lines.append(line)
+    try:
+        tree = ast.parse("\n".join(lines))
+    except SyntaxError as exc:
+        raise ConfigError(f"{source}: its parameters cell is not valid Python ({exc.msg}, line {exc.lineno} of "
+                          "the cell); fix the notebook") from None
+    names = set()
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+            node, ast.AnnAssign) else []
+        names.update(n.id for target in targets for n in ast.walk(target) if isinstance(n, ast.Name))
+    return names
+
+
 def load_profile(profile: str, root: str | Path = ROOT) -> dict[str, dict]:
-    """Papermill parameters per notebook stem: ``{**common, **section}`` of ``params/<profile>.yaml``."""
-    path = Path(root) / "params" / f"{profile}.yaml"
+    """Papermill parameters per notebook stem: ``{**common, **section}`` of ``params/<profile>.yaml``.
+
+    Refused with one line, before any notebook runs: a profile name that is
+    not a plain name (``../x``), a file that is not valid YAML, is over 256 KiB
+    or repeats a key (:func:`iqalib.config.read_yaml`), a profile that is not
+    a mapping of sections each mapping parameter names to values, an unknown
+    section, and a parameter that the notebook's parameters cell does not
+    declare (papermill would only warn and run the notebook with its default).
+    """
+    root = Path(root)
+    safe_part(profile, "--profile")
+    path = root / "params" / f"{profile}.yaml"
     if not path.is_file():
-        choices = sorted(p.stem for p in (Path(root) / "params").glob("*.yaml"))
-        raise ConfigError(f"no book profile {profile!r} ({path} is missing); choose one of {choices}")
-    data = yaml.safe_load(path.read_text()) or {}
-    common = data.get("common") or {}
-    unknown = sorted(set(data) - {"common", *NOTEBOOKS})
+        choices = sorted(p.stem for p in (root / "params").glob("*.yaml"))
+        raise ConfigError(f"no book profile {shown(profile)} ({cut(path, 240)} is missing); choose one of {choices}")
+    data = read_yaml(path, "book profile")
+    if data is None:
+        data = {}
+    shape = "a mapping of sections ('common' and one per notebook), each a mapping of parameter: value"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a book profile is {shape}; this one is a {type(data).__name__}")
+    unknown = sorted(set(data) - {"common", *NOTEBOOKS}, key=str)
     if unknown:
-        raise ConfigError(f"{path}: unknown section(s) {unknown}; sections are 'common' and {list(NOTEBOOKS)}")
-    return {stem: {**common, **(data.get(stem) or {})} for stem in NOTEBOOKS}
+        hint = did_you_mean(unknown[0], ("common", *NOTEBOOKS)) or \
+            f"; sections are 'common' and the notebooks {cut(', '.join(NOTEBOOKS), 120)}"
+        raise ConfigError(f"{path}: unknown section(s) {cut(unknown, 160)}{hint}")
+    sections = {}
+    for name in ("common", *NOTEBOOKS):
+        section = {} if data.get(name) is None else data[name]
+        if not isinstance(section, dict):
+            raise ConfigError(f"{path}: section '{name}' must map parameter names to values, not be a "
+                              f"{type(section).__name__}; a book profile is {shape}")
+        bad = [k for k in section if not (isinstance(k, str) and k.isidentifier())]
+        if bad:
+            raise ConfigError(f"{path}: {shown(bad[0])} in section '{name}' is not a parameter name (a Python name)")
+        sections[name] = section
+    for stem in NOTEBOOKS:
+        declared = notebook_parameters(stem, root)
+        if declared is None:
+            continue  # not written yet: run_book skips it with a note, or refuses the whole book
+        for name in (stem, "common"):
+            unknown = sorted(set(sections[name]) - declared)
+            if unknown:
+                hint = did_you_mean(unknown[0], declared) or f"; its parameters: {cut(', '.join(sorted(declared)), 100)}"
+                raise ConfigError(f"{path}: {shown(unknown[0])} in section '{name}' is not a parameter of "
+                                  f"notebooks/{stem}.py{hint} (papermill would run the notebook without it)")
+    return {stem: {**sections["common"], **sections[stem]} for stem in NOTEBOOKS}
+
+
+def _check_writable(folder: Path, what: str) -> None:
+    """Create ``folder`` (with its parents) and a file in it, or a one-line :class:`OutputError`."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(dir=folder, prefix=".iqalib-write-test-")
+        os.close(handle)
+        os.unlink(probe)
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise OutputError(f"{what} {cut(folder, 240)} cannot be written ({reason}); make it a writable "
+                          "folder or choose another") from None
 
 
 def _kernel_dir() -> Path:
@@ -74,10 +166,33 @@ def _kernel_dir() -> Path:
     package_parent = str(Path(__file__).resolve().parents[1])
     python_path = os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")]))
     (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
+                 # Every chapter shows numbers and progress the same way (iqalib.book_style).
+                 f"--IPKernelApp.exec_lines={KERNEL_SETUP}"],
         "display_name": "Python 3", "language": "python", "env": {"PYTHONPATH": python_path},
     }))
     return folder
+
+
+KERNEL_SETUP = "__import__('iqalib.book_style').book_style.apply()"
+KERNEL_START_SECONDS = 600  # a kernel's start-up on a loaded machine (papermill's default is 60)
+LINE_WIDTH = 90  # characters of a code line that fit the book's page
+
+
+def _kernel_config(kernels: Path):
+    """The kernel manager's settings: IPC sockets in ``kernels`` (a private folder), not TCP.
+
+    Over TCP every kernel warns on the terminal that its traffic is not
+    encrypted; local sockets in a folder only this user can read are both
+    private and quiet. Windows has no IPC transport: TCP stays there.
+    """
+    from traitlets.config import Config
+
+    config = Config()
+    if os.name != "nt":
+        config.KernelManager.transport = "ipc"
+        config.KernelManager.ip = str(kernels / "kernel")  # sockets kernel-1 .. kernel-5
+    return config
 
 
 def execute_notebook(stem: str, parameters: dict, *, root: str | Path = ROOT,
@@ -103,7 +218,8 @@ def execute_notebook(stem: str, parameters: dict, *, root: str | Path = ROOT,
     try:
         papermill.execute_notebook(jupytext.read(source), str(output), parameters=parameters,
                                    kernel_name="python3", language="python", cwd=str(root),
-                                   progress_bar=False)
+                                   progress_bar=False, start_timeout=KERNEL_START_SECONDS,
+                                   config=_kernel_config(kernels))
     except PapermillExecutionError as exc:
         evalue = " ".join(str(exc.evalue).split())[:300]
         # Papermill has written the failed run to ``output``: move it aside, so that the
@@ -120,8 +236,101 @@ def execute_notebook(stem: str, parameters: dict, *, root: str | Path = ROOT,
         else:
             os.environ["JUPYTER_PATH"] = previous
         shutil.rmtree(kernels, ignore_errors=True)
+    show_parameters_once(output, parameters.get("profile"))
     output.with_name(f"{output.stem}.failed.ipynb").unlink(missing_ok=True)  # an older failure is fixed
     return output
+
+
+def show_parameters_once(path: str | Path, profile: str | None = None) -> None:
+    """One parameters block on the page: the values the executed notebook ``path`` ran with.
+
+    Papermill leaves the notebook's default parameters cell and adds its
+    injected cell after it, so a page would list the parameters twice, with
+    different values. Here the injected cell becomes the merged list (each
+    default replaced by the injected value, the defaults' comments kept, long
+    lists wrapped at :data:`LINE_WIDTH`), under a caption naming the profile,
+    and the defaults cell is tagged ``remove-cell`` (kept in the notebook,
+    not shown by Jupyter Book). Executing the merged cell alone gives the same
+    values as the two cells did.
+    """
+    import nbformat
+
+    from iqalib.engine.checkpoint import atomic_write_text
+
+    path = Path(path)
+    nb = nbformat.read(path, as_version=4)
+    tagged = {tag: [c for c in nb.cells if tag in c.metadata.get("tags", [])]
+              for tag in ("parameters", "injected-parameters")}
+    if len(tagged["parameters"]) != 1 or len(tagged["injected-parameters"]) != 1:
+        return  # nothing injected (no parameters given) or not a papermill notebook: as it is
+    defaults, injected = tagged["parameters"][0], tagged["injected-parameters"][0]
+    source = f"params/{profile}.yaml" if profile else "the injected values"
+    caption = f"# Parameters of this edition: {source}, else the notebook's defaults"
+    injected.source = "\n".join([caption, *merged_parameters(defaults.source, injected.source)])
+    defaults.metadata["tags"] = [*defaults.metadata.get("tags", []), "remove-cell"]
+    atomic_write_text(path, nbformat.writes(nb))
+
+
+def merged_parameters(defaults: str, injected: str) -> list[str]:
+    """Lines of ``defaults`` (a parameters cell) with every assignment that ``injected`` makes replaced.
+
+    Comments and blank lines of ``defaults`` stay where they are; a replaced
+    line keeps its default's trailing comment when it still fits; names only
+    ``injected`` assigns come last.
+    """
+    values = {}
+    injected_lines = injected.splitlines()
+    for node in ast.parse(injected).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            values[node.targets[0].id] = node
+    lines = defaults.splitlines()
+    out, cursor, used = [], 0, set()
+    for node in ast.parse(defaults).body:
+        out += lines[cursor:node.lineno - 1]  # comments and blank lines before the statement
+        cursor = node.end_lineno
+        targets = node.targets if isinstance(node, ast.Assign) else []
+        name = targets[0].id if len(targets) == 1 and isinstance(targets[0], ast.Name) else None
+        if name not in values:
+            out += lines[node.lineno - 1:node.end_lineno]
+            continue
+        used.add(name)
+        replaced = _wrapped(values[name], injected_lines)
+        comment = lines[node.end_lineno - 1][node.end_col_offset:].strip()
+        if comment.startswith("#") and len(replaced[-1]) + 2 + len(comment) <= LINE_WIDTH:
+            replaced[-1] += f"  {comment}"
+        elif comment.startswith("#"):
+            replaced.insert(0, comment)
+        out += replaced
+    out += lines[cursor:]
+    for name, node in values.items():
+        if name not in used:
+            out += _wrapped(node, injected_lines)
+    return out
+
+
+def _wrapped(node: ast.Assign, lines: list[str]) -> list[str]:
+    """The assignment ``node`` of ``lines``; a list, tuple or dict literal wider than the page is wrapped."""
+    text = "\n".join(lines[node.lineno - 1:node.end_lineno])
+    value = node.value
+    if len(text) <= LINE_WIDTH or not isinstance(value, (ast.List, ast.Tuple, ast.Dict)):
+        return text.splitlines()
+    segment = functools.partial(ast.get_source_segment, "\n".join(lines))
+    if isinstance(value, ast.Dict):
+        items = [f"{segment(k)}: {segment(v)}" for k, v in zip(value.keys, value.values)]
+        opening, closing = "{", "}"
+    else:
+        items = [segment(element) for element in value.elts]
+        opening, closing = ("[", "]") if isinstance(value, ast.List) else ("(", ")")
+    head = f"{node.targets[0].id} = {opening}"
+    indent = " " * len(head)
+    out, line = [], head
+    for i, item in enumerate(items):
+        piece = item + (", " if i < len(items) - 1 else closing)
+        if line not in (head, indent) and len(line + piece.rstrip()) > LINE_WIDTH:
+            out.append(line.rstrip())
+            line = indent
+        line += piece
+    return [*out, line]
 
 
 def build_html(root: str | Path = ROOT) -> Path:
@@ -156,9 +365,12 @@ def run_book(profile: str = "demo", notebooks=None, build: bool = True, *, root:
     executed = root / EXECUTED
     marker = executed / MARKER
     if notebooks:
+        for stem in notebooks:
+            safe_part(stem, "--only")
         unknown = [s for s in notebooks if s not in NOTEBOOKS]
         if unknown:
-            raise ConfigError(f"unknown notebook(s) {unknown}; choose from {list(NOTEBOOKS)}")
+            raise ConfigError(f"unknown notebook(s) {cut(unknown, 160)}{did_you_mean(unknown[0], NOTEBOOKS)}; "
+                              f"choose from {list(NOTEBOOKS)}")
         stems = [s for s in NOTEBOOKS if s in notebooks]
         absent = [s for s in stems if not (root / "notebooks" / f"{s}.py").is_file()]
         for stem in absent:
@@ -172,6 +384,12 @@ def run_book(profile: str = "demo", notebooks=None, build: bool = True, *, root:
             raise ConfigError(f"notebook(s) {[f'notebooks/{s}.py' for s in absent]} missing; "
                               "the whole book needs every chapter (or pass --only)")
         stale = True
+    # Every output folder is writable, checked before anything is deleted or any notebook runs.
+    _check_writable(executed, "the folder of executed notebooks")
+    for stem in stems:
+        out_dir = parameters[stem].get("out_dir")
+        if isinstance(out_dir, str):
+            _check_writable(root / out_dir, f"out_dir of params/{profile}.yaml ({stem}):")
     if stale and executed.exists():
         shutil.rmtree(executed)
     executed.mkdir(parents=True, exist_ok=True)
@@ -182,6 +400,5 @@ def run_book(profile: str = "demo", notebooks=None, build: bool = True, *, root:
         log(f"executed {stem} ({profile}) in {time.perf_counter() - started:.0f} s")
     if not build:
         return None
-    index = build_html(root)
-    log(f"book: {index}")
-    return index
+    # The caller says where the book is (``iqalib book`` prints "open PATH"): one line, not two.
+    return build_html(root)

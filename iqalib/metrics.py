@@ -8,8 +8,12 @@ Point metrics
 Logistic mapping
     :func:`logistic_fit` and :func:`logistic_map`.
 Uncertainty
-    :func:`bootstrap_ci` (percentile bootstrap over images) and
-    :func:`paired_bootstrap_difference` (two models, same resamples).
+    :func:`bootstrap_ci` (percentile bootstrap) and
+    :func:`paired_bootstrap_difference` (two models, same resamples). Both
+    resample images, or, given ``groups`` (the source photograph of each
+    image: the demo set's and KADID-10k's reference), whole sources, because
+    images that share a source are not independent; :func:`resampling_unit`
+    says which in words.
 Rounds
     :func:`summarize_rounds`: median/mean/spread over repeated train/test
     rounds (HyperIQA reports the median of 10).
@@ -45,6 +49,7 @@ __all__ = [
     "paired_bootstrap_difference",
     "plcc",
     "plcc_logistic",
+    "resampling_unit",
     "rmse",
     "srcc",
     "summarize_rounds",
@@ -358,27 +363,103 @@ def _resample_blocks(n: int, n_boot: int, seed: int):
         yield rng.integers(0, n, size=(min(block, n_boot - start), n))
 
 
+def _group_members(groups, n: int) -> list[np.ndarray] | None:
+    """Image positions of each source, sources in sorted order of their labels; None: by image.
+
+    ``None`` also when every source has one image (resampling sources is then
+    resampling images, and the image stream is used, so the result is the same).
+    """
+    if groups is None:
+        return None
+    labels = np.asarray(groups.detach().cpu().numpy() if hasattr(groups, "detach") else groups)
+    if labels.ndim != 1 or labels.size != n:
+        raise ValueError(f"groups has {labels.size} labels but there are {n} images; "
+                         "pass one source label per image")
+    if pd.isna(pd.Series(labels)).any():
+        raise ValueError("groups contains missing labels; give every image its source")
+    _, codes = np.unique(labels.astype(str), return_inverse=True)
+    members = [np.flatnonzero(codes == g) for g in range(codes.max() + 1)]
+    if len(members) == n:
+        return None
+    if len(members) < 2:
+        raise ValueError("all images share one source, so sources cannot be resampled; "
+                         "pass groups=None to resample images")
+    return members
+
+
+def _grouped_resample_blocks(members: list[np.ndarray], n_boot: int, seed: int):
+    """Yield blocks of index rows: each row draws ``len(members)`` sources with replacement, all their images.
+
+    Draws come from one seeded stream, one row of source picks per resample
+    (the same draws as ``rng.integers(0, G, size=G)`` called ``n_boot`` times).
+    Rows of one block have equal length (sources differ in size, so resamples
+    do too); the block order does not matter to a percentile or a tail count.
+    """
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be at least 1, got {n_boot}")
+    picks = np.random.default_rng(seed).integers(0, len(members), size=(n_boot, len(members)))
+    sizes = np.array([m.size for m in members])
+    if (sizes == sizes[0]).all():  # equal sources (the demo set): one gather, no Python loop
+        rows = np.stack(members)[picks].reshape(n_boot, -1)
+        block = max(1, _BLOCK_ENTRIES // rows.shape[1])
+        for start in range(0, n_boot, block):
+            yield rows[start:start + block]
+        return
+    lengths = sizes[picks].sum(axis=1)
+    for length in np.unique(lengths):
+        chosen = np.flatnonzero(lengths == length)
+        block = max(1, _BLOCK_ENTRIES // int(length))
+        for start in range(0, chosen.size, block):
+            yield np.stack([np.concatenate([members[g] for g in picks[r]]) for r in chosen[start:start + block]])
+
+
+def _index_blocks(n: int, n_boot: int, seed: int, groups):
+    members = _group_members(groups, n)
+    if members is None:
+        return _resample_blocks(n, n_boot, seed)
+    return _grouped_resample_blocks(members, n_boot, seed)
+
+
+def resampling_unit(groups=None, n: int | None = None) -> str:
+    """What a bootstrap with these ``groups`` resamples, in words: "by source (3 sources)" or "by image".
+
+    ``n`` (the number of images) is needed only to say how many images.
+    """
+    if groups is not None:
+        labels = pd.Series(np.asarray(groups)).astype(str)
+        n_sources = labels.nunique()
+        if n_sources < len(labels):
+            return f"by source ({n_sources} sources)"
+        n = len(labels)
+    return "by image" if n is None else f"by image ({n} images)"
+
+
 def _check_alpha(alpha: float) -> None:
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must lie strictly between 0 and 1, got {alpha}")
 
 
 def bootstrap_ci(pred, mos, metric: str = "srcc", n_boot: int = 1000, alpha: float = 0.05,
-                 seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap ``(low, high)`` interval of ``metric`` over images.
+                 seed: int = 0, groups=None) -> tuple[float, float]:
+    """Percentile bootstrap ``(low, high)`` interval of ``metric``.
 
-    Images are resampled with replacement ``n_boot`` times from a generator
-    seeded with ``seed``, so the interval is reproducible. Resamples on which
-    the metric is undefined (e.g. all-tied ranks in a tiny set) are dropped;
-    if all are, the interval is ``(nan, nan)``. ``metric`` is one of
-    :data:`METRICS`; ``srcc``, ``plcc`` and ``rmse`` are vectorised, ``krcc``
-    and ``plcc_logistic`` loop over resamples and are slower.
+    Without ``groups`` images are resampled with replacement; with ``groups``
+    (one source label per image) whole sources are, each resample drawing as
+    many sources as there are, with all their images: images of one source
+    share content and are not independent, and resampling them one by one
+    would give too narrow an interval. (With few sources the interval is
+    coarse: three sources allow only ten distinct resamples.) Resamples come
+    from a generator seeded with ``seed``, so the interval is reproducible.
+    Resamples on which the metric is undefined (e.g. all-tied ranks in a tiny
+    set) are dropped; if all are, the interval is ``(nan, nan)``. ``metric``
+    is one of :data:`METRICS`; ``srcc``, ``plcc`` and ``rmse`` are
+    vectorised, ``krcc`` and ``plcc_logistic`` loop over resamples and are slower.
     """
     compute = _row_metric(metric)
     _check_alpha(alpha)
     pred, mos = _paired(pred, mos, _MIN_PAIRS_LOGISTIC if metric == "plcc_logistic" else _MIN_PAIRS)
     values = np.concatenate([compute(pred[idx], mos[idx])
-                             for idx in _resample_blocks(pred.size, n_boot, seed)])
+                             for idx in _index_blocks(pred.size, n_boot, seed, groups)])
     values = values[np.isfinite(values)]
     if values.size == 0:
         return (np.nan, np.nan)
@@ -387,16 +468,18 @@ def bootstrap_ci(pred, mos, metric: str = "srcc", n_boot: int = 1000, alpha: flo
 
 
 def paired_bootstrap_difference(pred_a, pred_b, mos, metric: str = "srcc", n_boot: int = 1000,
-                                alpha: float = 0.05, seed: int = 0) -> dict[str, float]:
+                                alpha: float = 0.05, seed: int = 0, groups=None) -> dict[str, float]:
     """Compare two models on the same images: ``metric(a) - metric(b)`` with a CI and p-value.
 
-    Both models are scored on the same image resamples, so the image-level
-    correlation between them cancels out. Returns ``delta`` (on the full
-    data), the percentile interval ``low``/``high`` at level ``1 - alpha``, and
-    a two-sided ``p_value``: twice the smaller bootstrap tail on either side
-    of zero, ``2 * min(#(d <= 0) + 1, #(d >= 0) + 1) / (n_boot + 1)`` capped at
-    1. The +1 keeps p above zero for a finite number of resamples; identical
-    models give exactly 1. For ``rmse`` a negative delta means ``a`` is better.
+    Both models are scored on the same resamples (of images, or of whole
+    sources given ``groups``, as in :func:`bootstrap_ci`), so the
+    image-level correlation between them cancels out. Returns ``delta`` (on
+    the full data), the percentile interval ``low``/``high`` at level
+    ``1 - alpha``, and a two-sided ``p_value``: twice the smaller bootstrap
+    tail on either side of zero, ``2 * min(#(d <= 0) + 1, #(d >= 0) + 1) /
+    (n_boot + 1)`` capped at 1. The +1 keeps p above zero for a finite number
+    of resamples; identical models give exactly 1. For ``rmse`` a negative
+    delta means ``a`` is better.
     """
     compute = _row_metric(metric)
     _check_alpha(alpha)
@@ -406,7 +489,7 @@ def paired_bootstrap_difference(pred_a, pred_b, mos, metric: str = "srcc", n_boo
     delta = float(compute(pred_a[None], mos[None])[0] - compute(pred_b[None], mos[None])[0])
     differences = np.concatenate([
         compute(pred_a[idx], mos[idx]) - compute(pred_b[idx], mos[idx])
-        for idx in _resample_blocks(mos.size, n_boot, seed)
+        for idx in _index_blocks(mos.size, n_boot, seed, groups)
     ])
     differences = differences[np.isfinite(differences)]
     if differences.size == 0:

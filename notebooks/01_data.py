@@ -40,6 +40,7 @@ other_sets = {}
 # %%
 import iqalib
 from iqalib import plots
+from iqalib.analysis import verdicts
 from iqalib.experiments import available_tables
 
 # %% [markdown]
@@ -50,7 +51,9 @@ from iqalib.experiments import available_tables
 # %%
 table = iqalib.load_dataset(dataset, data_root)
 others, missing = available_tables(other_sets)
-print(f"{table.label}: {len(table)} images, MOS from {table.mos_range[0]:g} to {table.mos_range[1]:g}")
+print(
+    f"{table.label}: {len(table)} images, MOS from {table.mos_range[0]:g} to {table.mos_range[1]:g}"
+)
 missing or "every other set listed in the profile was found"
 
 # %% [markdown]
@@ -76,3 +79,12 @@ parts = iqalib.split_table(table, seed=split_seed, fractions=tuple(fractions))
 
 # %%
 plots.example_images(table);
+
+# %% [markdown]
+# ## What the numbers say
+# Chosen from this table and split by `iqalib.analysis.verdicts`. Images that share a source
+# photograph are not independent test cases: the statistics of the later chapters
+# ([chapter 5](05_ablations.ipynb) in particular) resample whole sources where the set records them.
+
+# %%
+verdicts.numbers_say(verdicts.data_sentences(table, parts))

@@ -14,13 +14,14 @@
 # ---
 
 # %% [markdown]
-# # 2. The HyperIQA baseline
+# # 3. The HyperIQA baseline
 #
 # HyperIQA {cite}`su2020hyperiqa` first *understands the content* of an image with a trunk network,
 # then a **hyper network** turns that understanding into the weights of a small **target network**,
 # which scores multi-scale "local distortion" features of the same image. Each image thus gets its
 # own scoring rule. Here the trunk is EfficientNet-Lite0 {cite}`tan2019efficientnet` on CPU
-# profiles (only its ImageNet weights are available offline) and ResNet-50 on the KonIQ profile.
+# profiles (only its ImageNet weights are available offline) and ResNet-50 on the KonIQ profile
+# (what the model computes, step by step: [chapter 2](02_inside_the_model.ipynb)).
 #
 # Training: random 224x224 crops of the training images, each labelled with its image's MOS; an L1
 # loss. After every epoch the model scores the **validation** images (the mean over test crops of
@@ -45,18 +46,39 @@ trunk_lr = 1.0e-4
 freeze_backbone = True
 
 # %%
+import iqalib
 from iqalib import plots
-from iqalib.experiments import history_frame, predictions_frame, results_table, train_models
+from iqalib.analysis import verdicts
+from iqalib.analysis.selection import selection_table
+from iqalib.experiments import (
+    history_frame,
+    predictions_frame,
+    results_table,
+    train_models,
+)
 
 # %% [markdown]
 # ## Train (or read back the finished run)
 
 # %%
 results = train_models(
-    [model], out_dir=out_dir, dataset=dataset, data_root=data_root, split_seed=split_seed,
-    fractions=fractions, seed=seed, device=device, rounds=rounds, epochs=epochs, batch_size=batch_size,
-    train_patches=train_patches, test_patches=test_patches, trunk_lr=trunk_lr,
-    freeze_backbone=freeze_backbone, progress=False)[model]
+    [model],
+    out_dir=out_dir,
+    dataset=dataset,
+    data_root=data_root,
+    split_seed=split_seed,
+    fractions=fractions,
+    seed=seed,
+    device=device,
+    rounds=rounds,
+    epochs=epochs,
+    batch_size=batch_size,
+    train_patches=train_patches,
+    test_patches=test_patches,
+    trunk_lr=trunk_lr,
+    freeze_backbone=freeze_backbone,
+    progress=False,
+)[model]
 
 # %% [markdown]
 # ## Learning curves
@@ -77,4 +99,25 @@ results_table([results])
 # ## Predicted score against MOS (test split of round 0)
 
 # %%
-plots.prediction_scatter(predictions_frame(f"{out_dir}/{model}", 0), f"{model} on {results['data']}");
+plots.prediction_scatter(
+    predictions_frame(f"{out_dir}/{model}", 0), f"{model} on {results['data']}"
+);
+
+# %% [markdown]
+# ## How each round chose its epoch
+# The selected epoch, its validation SRCC and its test SRCC: when the two disagree by a lot, the
+# selection is noise (small validation splits).
+
+# %%
+selection = selection_table(results)
+selection.round(3)
+
+# %% [markdown]
+# ## What the numbers say
+# Sentences chosen from the numbers above by `iqalib.analysis.verdicts`, including what went wrong.
+
+# %%
+mos_range = iqalib.load_dataset(dataset, data_root).mos_range
+verdicts.numbers_say(
+    verdicts.run_sentences(results, predictions_frame(f"{out_dir}/{model}"), mos_range)
+)

@@ -14,12 +14,13 @@
 # ---
 
 # %% [markdown]
-# # 5. Attention analysis: which trunk stages does SMART-IQA use?
+# # 7. Attention analysis: which trunk stages does SMART-IQA use?
 #
 # SMART-IQA's attention gives each image four weights, one per trunk stage (stage 1: fine, local
 # detail such as noise and blur edges; stage 4: coarse, semantic content), summing to 1. The seed
-# project showed the weights of three images (the lowest-, median- and highest-MOS test images) and
-# claimed that **high-quality images concentrate their attention on one stage**. Here we
+# project, the SMART-IQA report {cite}`smartiqa`, showed the weights of three images (the lowest-,
+# median- and highest-MOS test images) and claimed that **high-quality images concentrate their
+# attention on one stage**. Here we
 #
 # 1. pick those three images and save them to `selected_images.json`;
 # 2. read the weights with a forward hook on `model.multiscale_attention` (no change to the model);
@@ -55,34 +56,69 @@ test_patches = 2
 trunk_lr = 1.0e-4
 freeze_backbone = True
 analysis_round = 0
-analysis_patches = None  # None: the run's own test_patches (then pred reproduces run_pred)
+analysis_patches = (
+    None  # None: the run's own test_patches (then pred reproduces run_pred)
+)
 heatmap_stride = 112
 n_boot = 1000
 
 # %%
 from pathlib import Path
 
-from iqalib.analysis import (attention_for_run, attention_heatmaps, attention_results_json, claim_verdict,
-                             load_round_model, round_test_split, select_images, weights_vs_mos)
+from iqalib.analysis import (
+    attention_for_run,
+    attention_heatmaps,
+    attention_results_json,
+    claim_verdict,
+    load_round_model,
+    round_test_split,
+    select_images,
+    verdicts,
+    weights_vs_mos,
+)
+from iqalib.analysis.significance import source_groups
 from iqalib.experiments import run_config, run_or_load
-from iqalib.plots.attention import correlation_table, plot_heatmaps, plot_stage_weights, plot_weights_vs_mos
+from iqalib.plots.attention import (
+    correlation_table,
+    plot_heatmaps,
+    plot_stage_weights,
+    plot_weights_vs_mos,
+)
 
 # %% [markdown]
 # ## The model
 # The full SMART-IQA configuration, in a run named after the model. With the same settings as
-# notebook 3 (and notebook 4's configuration (c)), that finished run is read back, not retrained.
+# [chapter 4](04_smart_iqa.ipynb) (and [chapter 5](05_ablations.ipynb)'s configuration (c)), that
+# finished run is read back, not retrained.
 
 # %%
-config = run_config(model, out_dir=out_dir, dataset=dataset, data_root=data_root, model=model,
-                    pretrained=pretrained, split_seed=split_seed, fractions=fractions, seed=seed,
-                    device=device, rounds=rounds, epochs=epochs, batch_size=batch_size,
-                    train_patches=train_patches, test_patches=test_patches, trunk_lr=trunk_lr,
-                    freeze_backbone=freeze_backbone, progress=False)
+config = run_config(
+    model,
+    out_dir=out_dir,
+    dataset=dataset,
+    data_root=data_root,
+    model=model,
+    pretrained=pretrained,
+    split_seed=split_seed,
+    fractions=fractions,
+    seed=seed,
+    device=device,
+    rounds=rounds,
+    epochs=epochs,
+    batch_size=batch_size,
+    train_patches=train_patches,
+    test_patches=test_patches,
+    trunk_lr=trunk_lr,
+    freeze_backbone=freeze_backbone,
+    progress=False,
+)
 results = run_or_load(config)
 run_dir = Path(config.run_dir)
 data_label = results["data"]
-print(f"{run_dir}: median test SRCC {results['median_test_srcc']:.3f} over {results['rounds']} round(s) "
-      f"on {data_label}")
+print(
+    f"{run_dir}: median test SRCC {results['median_test_srcc']:.3f} over {results['rounds']} round(s) "
+    f"on {data_label}"
+)
 
 # %% [markdown]
 # ## Stage weights of every test image
@@ -92,7 +128,9 @@ print(f"{run_dir}: median test SRCC {results['median_test_srcc']:.3f} over {resu
 # agree, and more crops give a steadier mean.
 
 # %%
-weights = attention_for_run(run_dir, analysis_round, patches=analysis_patches, device=device)
+weights = attention_for_run(
+    run_dir, analysis_round, patches=analysis_patches, device=device
+)
 weights.head()
 
 # %% [markdown]
@@ -103,8 +141,12 @@ selected = select_images(weights, run_dir / "selected_images.json")
 selected
 
 # %%
-heatmaps = attention_heatmaps(load_round_model(run_dir, analysis_round, device), selected, round_test_split(run_dir, analysis_round),
-                              stride=heatmap_stride)
+heatmaps = attention_heatmaps(
+    load_round_model(run_dir, analysis_round, device),
+    selected,
+    round_test_split(run_dir, analysis_round),
+    stride=heatmap_stride,
+)
 fig = plot_stage_weights(selected, heatmaps, data_label)
 
 # %%
@@ -128,15 +170,40 @@ statistics.terciles.round(3)
 # %%
 fig = plot_weights_vs_mos(statistics, data_label)
 
+# %%
+attention_results_json(
+    weights,
+    run_dir / "attention_results.json",
+    selected=selected,
+    statistics=statistics,
+    meta={
+        "data": data_label,
+        "run": config.name,
+        "model": model,
+        "round": analysis_round,
+        "patches": analysis_patches,
+    },
+)
+
 # %% [markdown]
-# ## Verdict on the seed's claim
-# The sentence below is chosen by `claim_verdict` from the numbers above (supported if the interval
-# of Spearman(concentration, MOS) lies above zero, contradicted if below, not supported otherwise).
+# ## What the numbers say
+# Chosen by `iqalib.analysis.verdicts`. The seed's claim is judged by `claim_verdict` (supported if the
+# interval of Spearman(concentration, MOS) lies above zero, contradicted if below, not supported
+# otherwise), unless the attention has **collapsed** onto one stage (a weight of 0.9 or more on most
+# images): then the weights barely vary, their correlation with MOS measures noise, and no verdict is
+# given. Where the test images share source photographs, the interval that decides resamples whole
+# sources (the table above resamples single images). The result goes to the [summary](11_summary.ipynb).
 
 # %%
-print(f"[{data_label}, round {analysis_round}] {claim_verdict(statistics)}")
-
-# %%
-attention_results_json(weights, run_dir / "attention_results.json", selected=selected, statistics=statistics,
-                       meta={"data": data_label, "run": config.name, "model": model, "round": analysis_round,
-                             "patches": analysis_patches})
+sources = source_groups(
+    run_dir
+)  # the demo's source photographs: resampled whole where present
+verdicts.record_claims(
+    out_dir, "07_attention", [verdicts.attention_claim(weights, statistics, sources)]
+)
+verdicts.numbers_say(
+    [
+        f"These numbers come from round {analysis_round}'s model and test split ({data_label})."
+    ],
+    verdicts.attention_sentences(weights, statistics, claim_verdict(statistics), sources),
+)

@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # 6. Across data sets: does the model transfer?
+# # 8. Across data sets: does the model transfer?
 #
 # A model that learned *quality* rather than the quirks of one data set should rank the images of
 # another set well too. We take the round-0 model of a finished run, keep its own test split as the
@@ -22,7 +22,8 @@
 # them, on CPU). SRCC ignores the sets' different MOS scales.
 #
 # Sets that are not present on this machine are skipped and listed below: on a fresh machine the
-# demo profile has only the synthetic demo set.
+# demo profile has only the synthetic demo set, and then there is nothing to compare: no matrix is
+# shown, and the closing sentence says so.
 
 # %% tags=["parameters"]
 profile = "demo"
@@ -39,11 +40,14 @@ max_images = 200
 
 # %%
 from iqalib import plots
+from iqalib.analysis import verdicts
 from iqalib.experiments import cross_dataset_matrix
 
 # %%
-matrix = cross_dataset_matrix(f"{out_dir}/{train_run}", test_sets, max_images=max_images, seed=seed)
-matrix
+matrix = cross_dataset_matrix(
+    f"{out_dir}/{train_run}", test_sets, max_images=max_images, seed=seed
+)
+verdicts.cross_dataset_view(matrix)
 
 # %% [markdown]
 # Skipped sets (not found on this machine), with the reason:
@@ -51,5 +55,17 @@ matrix
 # %%
 matrix.attrs["skipped"] or "none skipped"
 
+# %% [markdown]
+# The matrix as a heat map (drawn only when there is more than one data set to compare):
+
 # %%
 plots.metric_matrix(matrix, "srcc");
+
+# %% [markdown]
+# ## What the numbers say
+# Chosen by `iqalib.analysis.verdicts`; the claim goes to the [summary](11_summary.ipynb) ("transfers":
+# SRCC on every other set within 0.15 of the set's own test split).
+
+# %%
+verdicts.record_claims(out_dir, "08_cross_dataset", [verdicts.transfer_claim(matrix)])
+verdicts.numbers_say(verdicts.cross_dataset_sentences(matrix))

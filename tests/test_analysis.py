@@ -9,6 +9,9 @@ import pytest
 import torch
 from scipy import stats
 
+from iqalib.analysis.ablation import ABLATION_LABELS, RECIPE_ARM
+from iqalib.analysis.recipes import head_lr_schedule, learning_rate_axis, recipe_differences, recipe_table
+from iqalib.analysis.significance import source_groups, too_few_rounds
 from iqalib.analysis import (ABLATION_CONFIGURATIONS, ablation_configs, ablation_table, attention_heatmap,
                              attention_hook, claim_verdict, combine_rounds, compare_runs, concentration,
                              crop_grid, paired_round_differences, select_images, stage_weights, trunk_features_key,
@@ -171,7 +174,7 @@ def _predictions(rounds=5, n=60, noise=1.0, seed=0):
 
 
 def test_identical_predictions_give_no_difference():
-    frame = _predictions()
+    frame = _predictions(rounds=6)
     per_round = paired_round_differences(frame, frame.copy(), n_boot=200)
     assert (per_round["delta"] == 0).all() and (per_round["p_value"] == 1.0).all()
     summary = combine_rounds(per_round)
@@ -179,7 +182,7 @@ def test_identical_predictions_give_no_difference():
 
 
 def test_a_clearly_better_model_wins_every_round(tmp_path):
-    good, bad = _predictions(noise=2.0, seed=1), _predictions(noise=40.0, seed=2)
+    good, bad = _predictions(rounds=6, noise=2.0, seed=1), _predictions(rounds=6, noise=40.0, seed=2)
     runs = {}
     for name, frame in (("good", good), ("bad", bad)):
         for r, part in frame.groupby("round"):
@@ -193,15 +196,52 @@ def test_a_clearly_better_model_wins_every_round(tmp_path):
     np.testing.assert_allclose(per_round["value_a"], expected, atol=1e-12)
     row = summary.iloc[0]
     assert row["a_better"] == 1.0
-    # 5 wins out of 5: two-sided sign test 2 * 0.5**5; the exact Wilcoxon test gives the same.
-    assert row["sign_p"] == pytest.approx(2 * 0.5**5)
-    assert row["wilcoxon_p"] == pytest.approx(2 / 2**5)
+    # 6 wins out of 6: two-sided sign test 2 * 0.5**6; the exact Wilcoxon test gives the same.
+    assert row["sign_p"] == pytest.approx(2 * 0.5**6)
+    assert row["wilcoxon_p"] == pytest.approx(2 / 2**6)
+    assert row["tests_note"] == ""
+    # prediction frames carry no data set: images are resampled, and the table says so
+    assert set(per_round["resampled"]) == {"by image (60 images)"}
 
 
-def test_fewer_than_five_rounds_skip_the_across_round_tests():
-    frame = _predictions(rounds=3)
-    summary = combine_rounds(paired_round_differences(frame, _predictions(rounds=3, seed=9), n_boot=100))
+@pytest.mark.parametrize("rounds", [2, 5])
+def test_fewer_than_six_rounds_skip_the_across_round_tests_and_say_why(rounds):
+    frame = _predictions(rounds=rounds)
+    summary = combine_rounds(paired_round_differences(frame, _predictions(rounds=rounds, seed=9), n_boot=100))
     assert np.isnan(summary["sign_p"]) and np.isnan(summary["wilcoxon_p"])
+    assert summary["tests_note"] == f"a sign test needs at least 6 rounds, this run has {rounds}"
+
+
+def test_minimum_rounds_per_statistic():
+    assert too_few_rounds("iqr", 3) == "an IQR needs at least 4 rounds, this run has 3"
+    assert too_few_rounds("iqr", 4) is None
+    assert too_few_rounds("boxplot", 4) == "a box plot needs at least 5 rounds, this run has 4"
+    assert too_few_rounds("wilcoxon", 6) is None and too_few_rounds("range", 1) is not None
+    # the reason for 6: with 5 rounds all won, the exact two-sided p is still above 0.05
+    assert stats.binomtest(5, 5).pvalue > 0.05 > stats.binomtest(6, 6).pvalue
+    with pytest.raises(ValueError, match="unknown statistic"):
+        too_few_rounds("median", 3)
+
+
+def test_paired_rounds_resample_by_source_when_groups_are_given():
+    a, b = _predictions(rounds=1, noise=2.0, seed=1), _predictions(rounds=1, noise=30.0, seed=2)
+    groups = {image: f"photo_{k % 4}" for k, image in enumerate(a["image"])}
+    per_round = paired_round_differences(a, b, n_boot=200, groups=groups)
+    assert per_round["resampled"].iloc[0] == "by source (4 sources)"
+    by_image = paired_round_differences(a, b, n_boot=200, groups=None)
+    assert by_image["delta"].iloc[0] == per_round["delta"].iloc[0]  # the point estimate does not resample
+    with pytest.raises(DataError, match="has no source in groups"):
+        paired_round_differences(a, b, groups=dict(list(groups.items())[:5]))
+
+
+def test_source_groups_come_from_the_runs_data_set(tmp_path):
+    (tmp_path / "round_0").mkdir()
+    config = {"data": {"name": "demo", "root": None, "options": {}}}
+    (tmp_path / "round_0" / "results.json").write_text(json.dumps({"config": config}))
+    groups = source_groups(tmp_path)
+    assert groups is not None and groups.nunique() == 12 and len(groups) == 300
+    assert groups["images/astronaut.png"] == "astronaut"
+    assert source_groups(tmp_path / "missing") is None
 
 
 def test_different_test_images_are_refused():
@@ -216,9 +256,10 @@ def test_different_test_images_are_refused():
 def test_ablation_configs_share_data_and_training():
     configs = ablation_configs(out_dir="runs/x", dataset="demo", split_seed=3, epochs=2, train_patches=2,
                                test_patches=2, freeze_backbone=True, rounds=2)
-    assert set(configs) == set(ABLATION_CONFIGURATIONS)
+    assert set(configs) == set(ABLATION_CONFIGURATIONS) | {RECIPE_ARM}
     assert len({json.dumps(c.data.__dict__, sort_keys=True) for c in configs.values()}) == 1
-    assert len({json.dumps(c.train.__dict__, sort_keys=True) for c in configs.values()}) == 1
+    # the four original arms share the training keys; the recipe arm adds the seed's recipe to them
+    assert len({json.dumps(c.train.__dict__, sort_keys=True) for n, c in configs.items() if n != RECIPE_ARM}) == 1
     assert configs["single_scale"].model.options == {"multiscale": False, "attention": False}
     assert configs["multiscale_concat"].model.options == {"multiscale": True, "attention": False}
     assert configs["hyperiqa"].model.name == configs["hyperiqa"].name == "hyperiqa_lite0"
@@ -229,6 +270,54 @@ def test_ablation_configs_share_data_and_training():
     for name, config in configs.items():
         model = create_model(config.model.name, pretrained=False, **config.model.options)
         assert (model.multiscale_attention is not None) == (name == "multiscale_attention")
+    assert list(configs) == ["single_scale", "multiscale_concat", "multiscale_attention", RECIPE_ARM, "hyperiqa"]
+    assert ablation_configs(out_dir="runs/x", seed_recipe_arm=False).keys() == ABLATION_CONFIGURATIONS.keys()
+
+
+def test_recipe_arm_differs_from_single_scale_in_architecture_only_and_from_hyperiqa_in_recipe_only():
+    configs = ablation_configs(out_dir="runs/x", dataset="demo", epochs=4, batch_size=32, train_patches=2,
+                               test_patches=2, trunk_lr=1e-3, freeze_backbone=True, rounds=2)
+    recipe = configs[RECIPE_ARM]
+    assert recipe.name == "hyperiqa_lite0_seed_recipe" and recipe.model.name == "hyperiqa_lite0"
+    assert recipe.train.trunk_lr == 1e-3 and recipe.train.epochs == 4  # the profile's keys are kept
+    table = recipe_table(configs, ABLATION_LABELS)
+    arm, single, baseline = (ABLATION_LABELS[n] for n in (RECIPE_ARM, "single_scale", "hyperiqa"))
+    assert recipe_differences(table, arm, single) == ["head widths"]
+    assert {"optimizer", "weight decay", "schedule", "grad clip", "dropout", "head lr"} \
+        <= set(recipe_differences(table, arm, baseline))
+    assert "head widths" not in recipe_differences(table, arm, baseline)
+    # HyperIQA's own recipe, resolved as the engine resolves it: Adam, 5e-4, its step schedule (the
+    # head rate stays at 10 x trunk_lr for 4 epochs); the seed's: AdamW, 2e-4, cosine, clip 1, dropout 0.4
+    assert table.loc[baseline, ["optimizer", "weight decay", "head lr", "grad clip", "dropout"]].tolist() == \
+        ["adam", "0.0005", "0.01", "none", "0"]
+    assert table.loc[arm, ["optimizer", "weight decay", "grad clip", "dropout", "trunk lr"]].tolist() == \
+        ["adamw", "0.0002", "1", "0.4", "frozen"]
+    assert table.loc[arm, "head lr"].startswith("0.01 -> ")
+
+
+def test_head_lr_schedule_follows_the_engine():
+    from iqalib.config import TrainConfig
+    from iqalib.models import hyperiqa_step_lr
+
+    step = TrainConfig(epochs=12, trunk_lr=1e-3, head_lr_multiplier=10.0, schedule="hyperiqa_step")
+    assert head_lr_schedule(step) == pytest.approx([hyperiqa_step_lr(e, 1e-3, 10.0)[1] for e in range(12)])
+    cosine = TrainConfig(epochs=4, trunk_lr=1e-3, head_lr_multiplier=10.0, schedule="cosine", eta_min=0.0)
+    assert head_lr_schedule(cosine) == pytest.approx([1e-2 * (1 + np.cos(np.pi * e / 4)) / 2 for e in range(4)])
+
+
+def test_learning_rate_axis_names_what_the_sweep_moves(tmp_path):
+    sweep = pd.DataFrame({"trunk_lr": [1e-4, 1e-3], "run": ["lr_a", "lr_b"], "srcc": [0.5, 0.6]})
+    for frozen in (True, False):
+        for run in ("lr_a", "lr_b"):
+            folder = tmp_path / str(frozen) / run / "round_0"
+            folder.mkdir(parents=True)
+            (folder / "results.json").write_text(json.dumps(
+                {"train_config": {"freeze_backbone": frozen, "head_lr_multiplier": 10.0}}))
+    values, label = learning_rate_axis(sweep, tmp_path / "True")
+    assert values.tolist() == pytest.approx([1e-3, 1e-2]) and label.startswith("head (hyper network) learning rate")
+    assert "trunk frozen" in label
+    values, label = learning_rate_axis(sweep, tmp_path / "False")
+    assert values.tolist() == pytest.approx([1e-4, 1e-3]) and label == "trunk learning rate (head at 10x)"
 
 
 def test_frozen_ablation_configurations_share_one_feature_bank():

@@ -60,7 +60,12 @@ def test_scoring_streams_and_agrees_with_one_image_at_a_time(results):
     _, r = results
     s = r["scoring"]
     assert s["images_per_s"]["one_at_a_time"] > 0 and s["images_per_s"]["score_paths"] > 0
+    assert s["images_per_s"]["score_paths_small_batch"] > 0
     assert s["max_abs_score_difference"] < 1e-3  # same crops, same model: the same scores
+    # the ceiling is the model alone at the better of the two batch sizes the pipelines use
+    assert set(s["forward_only_images_per_s_by_batch"]) == {"2", "4"}
+    assert s["forward_only_images_per_s"] == max(s["forward_only_images_per_s_by_batch"].values())
+    assert isinstance(s["consistent"], bool)
 
 
 def test_gpu_script_runs_on_cpu_and_projects_a_koniq_epoch(results):
@@ -92,7 +97,11 @@ def test_engine_log_table_summarises_the_runs_own_history(tmp_path):
     table = perf.engine_log_table(tmp_path)
     assert table.loc["a", "epochs"] == 4 and table.loc["b", "epochs"] == 2
     assert table.loc["a", "max loader wait"] == pytest.approx(0.06)
-    assert table.loc["b", "median patches/s"] == pytest.approx(15.0)
+    # the first epoch (one-time costs) is reported apart from the later ones
+    assert table.loc["b", "first epoch patches/s"] == pytest.approx(10.0)
+    assert table.loc["b", "patches/s"] == pytest.approx(20.0)
+    assert table.loc["a", "first epoch patches/s"] == pytest.approx(10.5)
+    assert table.loc["a", "patches/s"] == pytest.approx(20.5)
 
 
 def test_run_time_table_sums_each_runs_rounds(tmp_path):

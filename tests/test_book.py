@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -12,15 +13,17 @@ import jupytext
 import nbformat
 import pytest
 
-from iqalib.book import NOTEBOOKS, NotebookFailed, build_html, execute_notebook, load_profile, run_book
+from iqalib.book import (LINE_WIDTH, NOTEBOOKS, NotebookFailed, build_html, execute_notebook, load_profile,
+                         run_book)
 from iqalib.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILES = ("smoke", "demo", "livec", "koniq")
 # Figures (image/png outputs) each chapter shows under the smoke profile; None: at least one.
-FIGURES = {"01_data": 2, "02_baseline": 2, "03_smart_iqa": 3, "04_ablations": None, "05_attention": None,
-           "06_cross_dataset": 1, "07_lr_sensitivity": 1, "08_model_size": 1, "09_summary": 0,
-           "10_performance": 0}
+# 08_cross_dataset draws no matrix when only one data set is present (the smoke profile).
+FIGURES = {"01_data": 2, "02_inside_the_model": None, "06_losses": None, "03_baseline": 2, "04_smart_iqa": 3, "05_ablations": None, "07_attention": None,
+           "08_cross_dataset": 0, "09_lr_sensitivity": 1, "10_model_size": 1, "11_summary": 0,
+           "12_performance": 0}
 
 
 def parameters_cell(nb) -> list:
@@ -116,7 +119,7 @@ def test_smoke_notebook_executes_and_shows_its_figures(smoke_book, stem):
 
 def test_smoke_book_marks_its_profile_and_its_runs(smoke_book):
     assert (smoke_book / "book" / "executed" / "PROFILE").read_text().strip() == "smoke"
-    summary = executed(smoke_book, "09_summary")
+    summary = executed(smoke_book, "11_summary")
     text = "".join(o.get("data", {}).get("text/plain", "") for c in summary.cells if c.cell_type == "code"
                    for o in c.outputs)
     # 09 reads the runs 02 and 03 trained (not typed by hand), labelled synthetic.
@@ -136,16 +139,111 @@ def test_smoke_book_builds_html(smoke_book):
     assert list((html / "_images").glob("*.png"))
 
 
+# Text of the building machine that must not reach a page: the repository, the home folder,
+# temporary folders (the smoke book's own root and cache live there) and installed packages.
+MACHINE_PATHS = tuple(p for p in (str(ROOT), str(Path.home()), "/tmp/", "site-packages", sys.prefix)
+                      if len(p) > 1)
+TRACE = re.compile(r"Traceback \(most recent call last\)|\bwarning:|^WARNING", re.IGNORECASE | re.MULTILINE)
+
+
+def output_text(output) -> str:
+    """Everything a reader could see of one cell output, as text (images aside)."""
+    if output.output_type == "stream":
+        return output.text
+    if output.output_type == "error":
+        return "\n".join([output.ename, output.evalue, *output.traceback])
+    data = output.get("data", {})
+    return "\n".join(str(data[kind]) for kind in ("text/plain", "text/html", "text/markdown", "text/latex")
+                     if kind in data)
+
+
+def shown_code(nb) -> list:
+    """The code cells a page shows (Jupyter Book drops cells tagged remove-cell / remove-input)."""
+    return [c for c in nb.cells if c.cell_type == "code"
+            and not {"remove-cell", "remove-input"} & set(c.metadata.get("tags", []))]
+
+
+@pytest.mark.parametrize("stem", NOTEBOOKS)
+def test_smoke_pages_show_no_warning_traceback_or_path_of_the_building_machine(smoke_book, stem):
+    nb = executed(smoke_book, stem)
+    forbidden = [*MACHINE_PATHS, str(smoke_book)]
+    for index, cell in enumerate(nb.cells):
+        for output in cell.get("outputs", []):
+            text = output_text(output)
+            assert not TRACE.search(text), f"{stem}, cell {index}: {TRACE.search(text).group(0)!r} in {text[:600]}"
+            shown = [path for path in forbidden if path in text]
+            assert not shown, f"{stem}, cell {index} shows {shown}: {text[:600]}"
+
+
+@pytest.mark.parametrize("stem", NOTEBOOKS)
+def test_smoke_pages_show_the_parameters_once_with_the_values_run(smoke_book, stem):
+    nb = executed(smoke_book, stem)
+    declared = {t.id for node in ast.parse(parameters_cell(nb)[0].source).body
+                if isinstance(node, ast.Assign) for t in node.targets}
+    shown = [c for c in shown_code(nb) if "parameters" in c.metadata.get("tags", [])
+             or "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(shown) == 1 and "injected-parameters" in shown[0].metadata.tags
+    assert shown[0].source.startswith("# Parameters of this edition: params/smoke.yaml")
+    values = {}
+    exec(shown[0].source, {}, values)  # the block alone gives every parameter its value
+    assert set(values) == declared
+    assert {k: values[k] for k in load_profile("smoke", ROOT)[stem]} == load_profile("smoke", ROOT)[stem]
+    assert max(map(len, shown[0].source.splitlines())) <= LINE_WIDTH  # long lists are wrapped
+
+
+@pytest.mark.parametrize("stem", NOTEBOOKS)
+def test_code_lines_fit_the_page(stem):
+    nb = jupytext.read(ROOT / "notebooks" / f"{stem}.py")
+    long = [line for c in nb.cells if c.cell_type == "code" for line in c.source.splitlines()
+            if len(line) > LINE_WIDTH]
+    assert long == [], f"notebooks/{stem}.py: code lines over {LINE_WIDTH} characters: {long}"
+
+
+TINY_CHAPTER = """# %% [markdown]
+# # A chapter
+
+# %% tags=["parameters"]
+profile = "x"
+out_dir = None  # where runs land
+
+# %%
+import timm  # imports tqdm.auto through the model hub client
+
+import pandas as pd
+
+pd.DataFrame({"srcc": [0.912345678, 9.41e-06], "lr": [3e-05, 1e-3]})
+"""
+
+
+def test_book_prints_one_line_per_chapter_and_its_pages_show_rounded_numbers(tmp_path, capfd):
+    root = tmp_path
+    (root / "notebooks").mkdir()
+    (root / "params").mkdir()
+    (root / "params" / "tiny.yaml").write_text("common:\n  profile: tiny\n")
+    for stem in ("01_data", "03_baseline"):
+        (root / "notebooks" / f"{stem}.py").write_text(TINY_CHAPTER)
+    capfd.readouterr()
+    run_book("tiny", notebooks=["01_data", "03_baseline"], build=False, root=root)
+    captured = capfd.readouterr()  # this process and the kernels it started (file descriptors 1 and 2)
+    lines = (captured.out + captured.err).splitlines()
+    assert [re.sub(r"\d+ s$", "N s", line) for line in lines] == [
+        "executed 01_data (tiny) in N s", "executed 03_baseline (tiny) in N s"], lines
+    nb = executed(root, "03_baseline")
+    table = nb.cells[-1].outputs[-1]["data"]["text/html"]
+    assert re.findall(r"<td>([^<]*)</td>", table) == ["0.9123", "3e-05", "9.4e-06", "0.0010"]
+    assert not any(TRACE.search(output_text(o)) for c in nb.cells for o in c.get("outputs", []))
+
+
 def test_changing_profile_clears_executed_notebooks(tmp_path):
     root = copy_book_sources(tmp_path)
-    stale = root / "book" / "executed" / "03_smart_iqa.ipynb"
+    stale = root / "book" / "executed" / "04_smart_iqa.ipynb"
     stale.parent.mkdir(parents=True)
     stale.write_text("{}")
     (stale.parent / "PROFILE").write_text("demo\n")
-    run_book("smoke", notebooks=["09_summary"], build=False, root=root, log=lambda *_: None)
+    run_book("smoke", notebooks=["11_summary"], build=False, root=root, log=lambda *_: None)
     assert not stale.exists()
     assert (stale.parent / "PROFILE").read_text().strip() == "smoke"
-    assert (stale.parent / "09_summary.ipynb").is_file()
+    assert (stale.parent / "11_summary.ipynb").is_file()
 
 
 def test_failing_cell_stops_with_notebook_and_cell_named(tmp_path):

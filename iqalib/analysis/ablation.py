@@ -12,8 +12,15 @@ every round tests the same images in all four):
 ========================  =================================================
 
 All four get the same training keys passed in; what is not passed comes from
-each family's own defaults (HyperIQA's or the seed's). Runs (c) and (d) are
-named after their models, exactly like the runs of notebooks 2 and 3
+each family's own defaults (HyperIQA's or the seed's), so (d) differs from
+(a) in recipe *and* architecture. The recipe-controlled arm
+``hyperiqa_seed_recipe`` (d') trains HyperIQA's head with the seed's recipe
+(:func:`iqalib.analysis.recipes.seed_recipe`: the keys the profile leaves
+unset come from SMART-IQA's defaults, and the head's dropout is SMART-IQA's),
+so (d) -> (d') changes the recipe only and (d') -> (a) the architecture
+only; :func:`iqalib.analysis.recipes.recipe_table` shows every arm's
+resolved settings. Runs (c) and (d) are
+named after their models, exactly like the runs of chapters 4 and 3
 (:func:`iqalib.experiments.train_models`), so with the same settings those
 finished runs are read back instead of trained again; (a) and (b) are named
 ``<smart model>_single_scale`` and ``<smart model>_multiscale_concat``. With a frozen trunk
@@ -36,38 +43,77 @@ from iqalib.data.images import cache_root
 
 ABLATION_CONFIGURATIONS = {
     # name: (family, model options, run-name suffix); {} keeps the model's own defaults
-    # (multi-scale with attention for smart_iqa_*), which is what notebooks 2 and 3 train.
+    # (multi-scale with attention for smart_iqa_*), which is what chapters 3 and 4 train.
     "single_scale": ("smart", {"multiscale": False, "attention": False}, "_single_scale"),
     "multiscale_concat": ("smart", {"multiscale": True, "attention": False}, "_multiscale_concat"),
     "multiscale_attention": ("smart", {}, ""),
     "hyperiqa": ("baseline", {}, ""),
 }
+# The recipe-controlled arm: HyperIQA's head (family "baseline") with the seed's recipe.
+RECIPE_ARM = "hyperiqa_seed_recipe"
+RECIPE_ARM_SUFFIX = "_seed_recipe"
 ABLATION_LABELS = {
     "single_scale": "(a) single scale",
     "multiscale_concat": "(b) multi-scale concat",
     "multiscale_attention": "(c) + attention (SMART-IQA)",
+    RECIPE_ARM: "(d') HyperIQA head, seed's recipe",
     "hyperiqa": "(d) HyperIQA baseline",
 }
-# The comparisons the ablation is about: the full model against each of the others.
+# The comparisons the ablation is about: each step of the seed's ordering (a) < (b) < (c), the full
+# model against (a) and (d), then the two halves of (d) -> (a): the recipe alone ((d') vs (d)) and
+# the architecture alone ((a) vs (d')).
 ABLATION_PAIRS = (("multiscale_attention", "multiscale_concat"),
+                  ("multiscale_concat", "single_scale"),
                   ("multiscale_attention", "single_scale"),
-                  ("multiscale_attention", "hyperiqa"))
+                  ("multiscale_attention", "hyperiqa"),
+                  (RECIPE_ARM, "hyperiqa"),
+                  ("single_scale", RECIPE_ARM))
+# What each pair changes, in words (for tables and verdicts).
+PAIR_CHANGES = {
+    ("multiscale_attention", "multiscale_concat"): "stage attention",
+    ("multiscale_concat", "single_scale"): "multi-scale features, without attention",
+    ("multiscale_attention", "single_scale"): "multi-scale features with attention",
+    ("multiscale_attention", "hyperiqa"): "everything SMART-IQA changes (architecture and recipe)",
+    (RECIPE_ARM, "hyperiqa"): "the training recipe only (HyperIQA's head both times)",
+    ("single_scale", RECIPE_ARM): "the head's architecture only (seed's recipe both times)",
+}
+
+
+def ablation_pairs(names) -> list[tuple[str, str]]:
+    """The :data:`ABLATION_PAIRS` whose two arms are both among ``names`` (e.g. without the recipe arm)."""
+    names = set(names)
+    return [(a, b) for a, b in ABLATION_PAIRS if a in names and b in names]
+
+
+_RUN_KEYWORDS = ("dataset", "data_root", "data_options", "pretrained", "split_seed", "fractions", "image_cache")
 
 
 def ablation_configs(*, out_dir: str | Path, smart_model: str = "smart_iqa_lite0",
-                     baseline_model: str = "hyperiqa_lite0", **common) -> dict[str, RunConfig]:
+                     baseline_model: str = "hyperiqa_lite0", seed_recipe_arm: bool = True,
+                     **common) -> dict[str, RunConfig]:
     """One :class:`~iqalib.config.RunConfig` per configuration (run names: see the module docstring).
 
     ``common`` holds :func:`iqalib.experiments.run_config` keywords shared by
-    all four (dataset, data_root, split_seed, fractions, pretrained and the
-    training keys).
+    all (dataset, data_root, split_seed, fractions, pretrained and the
+    training keys). ``seed_recipe_arm`` adds (d') :data:`RECIPE_ARM`, named
+    ``<baseline model>_seed_recipe``: HyperIQA's head with the seed's recipe
+    (:func:`iqalib.analysis.recipes.seed_recipe`). Order: (a), (b), (c), (d'), (d).
     """
+    from iqalib.analysis.recipes import seed_recipe
     from iqalib.experiments import run_config
 
     models = {"smart": smart_model, "baseline": baseline_model}
-    return {name: run_config(models[family] + suffix, out_dir=out_dir, model=models[family],
-                             model_options=dict(options), **common)
-            for name, (family, options, suffix) in ABLATION_CONFIGURATIONS.items()}
+    configs = {name: run_config(models[family] + suffix, out_dir=out_dir, model=models[family],
+                                model_options=dict(options), **common)
+               for name, (family, options, suffix) in ABLATION_CONFIGURATIONS.items()}
+    if not seed_recipe_arm:
+        return configs
+    run_keys = {k: v for k, v in common.items() if k in _RUN_KEYWORDS}
+    train, options = seed_recipe(smart_model, {k: v for k, v in common.items() if k not in _RUN_KEYWORDS})
+    configs[RECIPE_ARM] = run_config(baseline_model + RECIPE_ARM_SUFFIX, out_dir=out_dir, model=baseline_model,
+                                     model_options=options, **run_keys, **train)
+    order = ["single_scale", "multiscale_concat", "multiscale_attention", RECIPE_ARM, "hyperiqa"]
+    return {name: configs[name] for name in order}
 
 
 @dataclass

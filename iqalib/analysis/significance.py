@@ -3,13 +3,24 @@
 Two runs with the same data split seed test the same images in every round.
 Per round, :func:`paired_round_differences` joins their test predictions on
 the image and runs :func:`iqalib.metrics.paired_bootstrap_difference` (both
-models scored on the same image resamples, so the images' shared difficulty
-cancels out). :func:`combine_rounds` then looks across rounds: the
-per-round deltas' median, the share of rounds where A beats B, and, with at
-least :data:`MIN_ROUNDS_FOR_TESTS` rounds, a two-sided sign test and a
-Wilcoxon signed-rank test of the deltas (SciPy). Fewer rounds leave those
-p-values NaN. Even five rounds all won give only p = 2 / 2**5 = 0.0625 in
-both two-sided tests; it takes six to go below 0.05.
+models scored on the same resamples, so the images' shared difficulty
+cancels out). Resamples are drawn **by source** where the data set records
+one (the demo set's source photograph, KADID-10k's reference: images of one
+source are not independent) and by image otherwise; the ``resampled`` column
+says which (:func:`source_groups`). :func:`combine_rounds` then looks across
+rounds: the per-round deltas' median, the share of rounds where A beats B,
+and a two-sided sign test and a Wilcoxon signed-rank test of the deltas.
+
+Minimum rounds (:data:`MIN_ROUNDS`), below which a statistic is not shown
+but said in words (:func:`too_few_rounds`):
+
+* a range (min-max) needs 2 rounds;
+* an IQR needs 4 (with fewer, the quartiles are interpolations between the
+  few values themselves);
+* a box plot needs 5 (a box, whiskers beyond it and a median inside);
+* the sign test and the Wilcoxon test need 6: with n rounds the smallest
+  two-sided p either can reach is 2 / 2**n, which is 0.0625 for n = 5, so
+  below 6 rounds no outcome could be significant at 0.05.
 """
 from __future__ import annotations
 
@@ -23,7 +34,41 @@ from scipy import stats
 from iqalib import metrics
 from iqalib.errors import DataError
 
-MIN_ROUNDS_FOR_TESTS = 5
+MIN_ROUNDS = {"range": 2, "iqr": 4, "boxplot": 5, "sign_test": 6, "wilcoxon": 6}
+MIN_ROUNDS_FOR_TESTS = MIN_ROUNDS["sign_test"]
+_STATISTIC_NAMES = {"range": "a range", "iqr": "an IQR", "boxplot": "a box plot",
+                    "sign_test": "a sign test", "wilcoxon": "a Wilcoxon test"}
+
+
+def too_few_rounds(statistic: str, rounds: int) -> str | None:
+    """None when ``rounds`` suffice for ``statistic`` (a :data:`MIN_ROUNDS` key), else the reason in words."""
+    if statistic not in MIN_ROUNDS:
+        raise ValueError(f"unknown statistic {statistic!r}; choose one of {sorted(MIN_ROUNDS)}")
+    need = MIN_ROUNDS[statistic]
+    if rounds >= need:
+        return None
+    return f"{_STATISTIC_NAMES[statistic]} needs at least {need} rounds, this run has {rounds}"
+
+
+def source_groups(run_dir: str | Path) -> pd.Series | None:
+    """Source label of each test image of a run (index: image), or None when images have no shared source.
+
+    Read from the run's data set (the configuration stored in
+    ``round_0/results.json``): its ``group`` column, which the demo set fills
+    with the source photograph and KADID-10k with the reference. Sets without
+    one (LIVE-C, KonIQ-10k) give every image its own group: None.
+    """
+    import json
+
+    from iqalib.data.datasets import load_dataset
+
+    results = Path(run_dir) / "round_0" / "results.json"
+    if not results.is_file():
+        return None
+    data = json.loads(results.read_text())["config"]["data"]
+    table = load_dataset(data["name"], data["root"], **(data.get("options") or {}))
+    groups = table.frame.set_index("image")["group"].astype(str)
+    return groups if groups.nunique() < len(groups) else None
 
 
 def _round_predictions(run) -> dict[int, pd.DataFrame]:
@@ -42,14 +87,19 @@ def _round_predictions(run) -> dict[int, pd.DataFrame]:
 
 
 def paired_round_differences(run_a, run_b, *, metric: str = "srcc", n_boot: int = 1000, alpha: float = 0.05,
-                             seed: int = 0, name_a: str = "a", name_b: str = "b") -> pd.DataFrame:
+                             seed: int = 0, name_a: str = "a", name_b: str = "b", groups="auto") -> pd.DataFrame:
     """Per round: ``metric`` of A and of B on their common test images, ``delta`` = A - B, CI, p-value.
 
     ``run_a`` / ``run_b`` are run folders or predictions frames (``image, mos,
     pred[, round]``, as :func:`iqalib.experiments.predictions_frame` gives).
     Rounds present in both are compared; rounds whose test images differ
     (another split seed) raise a DataError. For ``rmse`` a negative delta means A is better.
+    ``groups`` maps image names to their source (a Series or dict); ``"auto"``
+    reads it from run A's data set (:func:`source_groups`; None for frames),
+    None resamples images. Column ``resampled`` says which was done.
     """
+    if isinstance(groups, str) and groups == "auto":
+        groups = None if isinstance(run_a, pd.DataFrame) else source_groups(run_a)
     rounds_a, rounds_b = _round_predictions(run_a), _round_predictions(run_b)
     common = sorted(set(rounds_a) & set(rounds_b))
     if not common:
@@ -64,9 +114,20 @@ def paired_round_differences(run_a, run_b, *, metric: str = "srcc", n_boot: int 
         if not np.allclose(joined["mos_a"], joined["mos_b"]):
             raise DataError(f"round {r}: {name_a} and {name_b} disagree on the MOS of the same images; "
                             "they must come from the same data set")
+        sources = None
+        if groups is not None:
+            sources = joined["image"].map(dict(groups))
+            if sources.isna().any():
+                missing = joined["image"][sources.isna()].iloc[0]
+                raise DataError(f"round {r}: test image {missing!r} has no source in groups; "
+                                "pass the groups of the run's data set (source_groups)")
+            if sources.nunique() < 2:  # one source cannot be resampled: fall back to images, and say so
+                sources = None
         test = metrics.paired_bootstrap_difference(joined["pred_a"], joined["pred_b"], joined["mos_a"],
-                                                   metric=metric, n_boot=n_boot, alpha=alpha, seed=seed + r)
+                                                   metric=metric, n_boot=n_boot, alpha=alpha, seed=seed + r,
+                                                   groups=sources)
         rows.append({"a": name_a, "b": name_b, "round": r, "n": len(joined), "metric": metric,
+                     "resampled": metrics.resampling_unit(sources, len(joined)),
                      "value_a": _metric(metric, joined["pred_a"], joined["mos_a"]),
                      "value_b": _metric(metric, joined["pred_b"], joined["mos_a"]), **test})
     return pd.DataFrame(rows)
@@ -84,7 +145,9 @@ def combine_rounds(per_round: pd.DataFrame) -> dict:
     delta > 0; for rmse, < 0), ``rounds_significant`` (share of rounds whose
     bootstrap p < 0.05), and across rounds ``sign_p`` (two-sided binomial
     sign test, ties dropped) and ``wilcoxon_p`` when there are at least
-    :data:`MIN_ROUNDS_FOR_TESTS` rounds, else NaN.
+    :data:`MIN_ROUNDS_FOR_TESTS` rounds, else NaN, with the reason in
+    ``tests_note`` (:func:`too_few_rounds`; empty when the tests ran), and
+    ``resampled`` (how the per-round bootstraps resampled).
     """
     if per_round.empty:
         raise DataError("combine_rounds: no rounds to combine")
@@ -102,23 +165,30 @@ def combine_rounds(per_round: pd.DataFrame) -> dict:
         "rounds": len(deltas), "median_delta": float(np.median(deltas)), "mean_delta": float(deltas.mean()),
         "a_better": float(wins.mean()), "rounds_significant": float((per_round["p_value"] < 0.05).mean()),
         "sign_p": sign_p, "wilcoxon_p": wilcoxon_p,
+        "tests_note": too_few_rounds("sign_test", len(deltas)) or "",
+        "resampled": (", ".join(dict.fromkeys(per_round["resampled"])) if "resampled" in per_round else ""),
     }
 
 
 def compare_runs(runs: Mapping[str, object], pairs: Iterable[tuple[str, str]], *, metric: str = "srcc",
-                 n_boot: int = 1000, alpha: float = 0.05, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+                 n_boot: int = 1000, alpha: float = 0.05, seed: int = 0,
+                 groups="auto") -> tuple[pd.DataFrame, pd.DataFrame]:
     """Paired comparisons of named runs: ``(per_round, summary)`` tidy frames.
 
     ``runs`` maps a configuration name to its run folder (or predictions
     frame); ``pairs`` lists (A, B) names. ``per_round`` has one row per pair
     and round (:func:`paired_round_differences`), ``summary`` one per pair
-    (:func:`combine_rounds`).
+    (:func:`combine_rounds`). ``groups`` as in :func:`paired_round_differences`
+    (``"auto"``: read once from the first pair's run A).
     """
     pairs = list(pairs)
     unknown = sorted({n for pair in pairs for n in pair} - set(runs))
     if unknown:
         raise DataError(f"compare_runs: no run named {unknown}; known: {sorted(runs)}")
+    if isinstance(groups, str) and groups == "auto":
+        first = runs[pairs[0][0]] if pairs else None
+        groups = None if first is None or isinstance(first, pd.DataFrame) else source_groups(first)
     per_round = [paired_round_differences(runs[a], runs[b], metric=metric, n_boot=n_boot, alpha=alpha,
-                                          seed=seed, name_a=a, name_b=b) for a, b in pairs]
+                                          seed=seed, name_a=a, name_b=b, groups=groups) for a, b in pairs]
     summary = pd.DataFrame([combine_rounds(frame) for frame in per_round])
     return pd.concat(per_round, ignore_index=True), summary

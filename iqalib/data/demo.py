@@ -474,3 +474,54 @@ def load_demo(
         citation=CITATION,
         meta={"seed": seed, "demo_version": DEMO_VERSION},
     )
+
+
+# ------------------------------------------------------------ what the labels allow
+
+
+def label_ceilings(
+    table: IQATable,
+    *,
+    fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    split_seed: int = 0,
+    rounds: int = 1,
+    draws: int = 200,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """What the demo's labels allow on each round's test split: two ceilings for a model's test SRCC.
+
+    Round ``r`` takes the test split of :func:`iqalib.data.splits.split_table`
+    with seed ``split_seed + r`` (the heads' splits). Columns:
+
+    * ``noise_ceiling``: the expected SRCC between the noise-free fidelity
+      ``q`` and a MOS from a fresh panel of the rule's raters (``RATERS``
+      ratings ``clip(q + N(0, RATER_SD^2), 0, 100)`` per image), the mean over
+      ``draws`` panels: a model that knew ``q`` exactly would score this
+      against the MOS. It measures the rater noise alone.
+    * ``observed``: the same SRCC with the table's own MOS.
+    * ``distortion_oracle``: the SRCC of a predictor that knows each test
+      image's distortion and level but not its content: it predicts the
+      training split's mean MOS of that distortion and level. SSIM, and so
+      the score, depends on the content (blur barely changes a smooth
+      photograph), so a model that learns distortions from a few training
+      photographs meets this bound long before the noise ceiling.
+    * ``n``: test images.
+    """
+    from iqalib import metrics
+    from iqalib.data.splits import split_table
+
+    rows = []
+    for r in range(rounds):
+        parts = split_table(table, seed=split_seed + r, fractions=tuple(fractions))
+        test, train = parts["test"].frame, parts["train"].frame
+        fidelity = test["fidelity"].to_numpy(np.float64)
+        rng = np.random.default_rng([seed, r])
+        panels = np.clip(fidelity[None, :, None] + rng.normal(0.0, RATER_SD, (draws, len(test), RATERS)),
+                         *MOS_RANGE).mean(axis=2)
+        cell_means = train.groupby(["distortion", "level"])["mos"].mean()
+        known = [cell_means.get((d, lv), train["mos"].mean()) for d, lv in zip(test["distortion"], test["level"])]
+        rows.append({"round": r, "n": len(test),
+                     "noise_ceiling": float(np.mean([metrics.srcc(fidelity, mos) for mos in panels])),
+                     "observed": metrics.srcc(fidelity, test["mos"]),
+                     "distortion_oracle": metrics.srcc(np.asarray(known), test["mos"])})
+    return pd.DataFrame(rows).set_index("round")

@@ -1,4 +1,4 @@
-"""Figures of the attention analysis (notebook 05)."""
+"""Figures of the attention analysis (chapter 7, 07_attention)."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
@@ -31,30 +31,48 @@ def plot_stage_weights(selected: pd.DataFrame, heatmaps: dict[str, HeatMap], dat
         bar_ax.set_ylabel("attention weight")
         for x, w in enumerate(weights):
             bar_ax.text(x, w, f"{w:.3f}", ha="center", va="bottom", fontsize=8)
-    axes[0, 1].legend(loc="upper left", fontsize=8)
+    # outside the bars: a stage with most of the weight would run into a legend inside the axes
+    axes[0, 1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     fig.suptitle(f"Stage attention of the lowest, median and highest MOS test images - {data_label}")
     fig.tight_layout()
     return fig
 
 
+HEATMAP_CMAP = "viridis"  # perceptually uniform, readable in grey and by colour-blind readers
+
+
 def plot_heatmaps(selected: pd.DataFrame, heatmaps: dict[str, HeatMap], data_label: str):
-    """Per selected image: the image, its attention-weighted stage-energy map, its patch-wise quality map."""
-    fig, axes = plt.subplots(len(selected), 3, figsize=(12, 3 * len(selected)), squeeze=False)
-    for (image_ax, energy_ax, quality_ax), (_, row) in zip(axes, selected.iterrows()):
-        heat = heatmaps[row["role"]]
+    """Per selected image: the image, its attention-weighted stage-energy map, its patch-wise quality map.
+
+    Both map types use one colour map (:data:`HEATMAP_CMAP`) and one scale per
+    column, shared by all images (a colour means the same value in every
+    row), with one colour bar per column.
+    """
+    rows = [heatmaps[row["role"]] for _, row in selected.iterrows()]
+    energy_range = (min(float(h.attention_energy.min()) for h in rows),
+                    max(float(h.attention_energy.max()) for h in rows))
+    quality_range = (min(float(h.quality.min()) for h in rows), max(float(h.quality.max()) for h in rows))
+    # constrained layout keeps every title clear of the row above and makes room for the colour bars
+    fig, axes = plt.subplots(len(selected), 3, figsize=(12, 3.2 * len(selected) + 1.0), squeeze=False,
+                             layout="constrained")
+    shown = {}
+    for (image_ax, energy_ax, quality_ax), (_, row), heat in zip(axes, selected.iterrows(), rows):
         image_ax.imshow(heat.image)
         image_ax.set_title(_title(row), fontsize=10)
         energy_ax.imshow(heat.image)
-        shown = energy_ax.imshow(heat.attention_energy, cmap="inferno", alpha=0.6)
-        fig.colorbar(shown, ax=energy_ax, fraction=0.035)
+        shown["energy"] = energy_ax.imshow(heat.attention_energy, cmap=HEATMAP_CMAP, alpha=0.65,
+                                           vmin=energy_range[0], vmax=energy_range[1])
         energy_ax.set_title("attention-weighted stage energy", fontsize=10)
-        shown = quality_ax.imshow(heat.quality, cmap="RdYlGn")
-        fig.colorbar(shown, ax=quality_ax, fraction=0.035)
+        shown["quality"] = quality_ax.imshow(heat.quality, cmap=HEATMAP_CMAP, vmin=quality_range[0],
+                                             vmax=quality_range[1])
         quality_ax.set_title(f"patch-wise quality ({len(heat.boxes)} crops)", fontsize=10)
         for ax in (image_ax, energy_ax, quality_ax):
             ax.axis("off")
     fig.suptitle(f"Where the model looks - {data_label}")
-    fig.tight_layout()
+    for column, key, label in ((1, "energy", "stage energy x attention (shared scale)"),
+                               (2, "quality", "predicted score per crop (shared scale)")):
+        fig.colorbar(shown[key], ax=list(axes[:, column]), orientation="horizontal", fraction=0.04, pad=0.01,
+                     label=label)
     return fig
 
 
@@ -90,4 +108,4 @@ def correlation_table(stats: AttentionStatistics) -> pd.DataFrame:
     return stats.correlations.rename(columns={"low": f"{level}% CI low", "high": f"{level}% CI high"}).round(3)
 
 
-__all__ = ["correlation_table", "plot_heatmaps", "plot_stage_weights", "plot_weights_vs_mos"]
+__all__ = ["HEATMAP_CMAP", "correlation_table", "plot_heatmaps", "plot_stage_weights", "plot_weights_vs_mos"]

@@ -104,50 +104,71 @@ def comparison_bars(table: pd.DataFrame, metric: str = "srcc"):
     return fig
 
 
-def lr_sweep(frame: pd.DataFrame, metric: str = "srcc"):
-    """Test ``metric`` against the trunk learning rate (log axis): rounds as dots, medians as a line.
+def comparison_rounds(results: Mapping[str, Mapping], metric: str = "srcc"):
+    """Test ``metric`` of several runs per round, rounds joined (runs with the same splits compare per round).
 
-    ``frame`` is :func:`iqalib.experiments.lr_sweep`'s table.
+    ``results`` maps a label to a :func:`iqalib.experiments.run_or_load` dict.
     """
-    fig, ax = plt.subplots(figsize=(5.6, 3.8))
-    ax.scatter(frame["trunk_lr"], frame[metric], color="0.5", s=20, label="rounds")
-    medians = frame.groupby("trunk_lr")[metric].median()
+    from iqalib.plots.ablation import plot_rounds
+
+    rows = [{"label": label, **per_round} for label, r in results.items() for per_round in r["test_per_round"]]
+    data = " / ".join(sorted({r["data"] for r in results.values()}))
+    return plot_rounds(pd.DataFrame(rows), data, metric, order=list(results), title="Side by side")
+
+
+def lr_sweep(frame: pd.DataFrame, metric: str = "srcc", rates=None, label: str | None = None):
+    """Test ``metric`` against the learning rate (log axis): rounds as dots, medians as a line.
+
+    ``frame`` is :func:`iqalib.experiments.lr_sweep`'s table. ``rates`` and
+    ``label`` say what the axis really is (:func:`iqalib.analysis.recipes.learning_rate_axis`:
+    the head's rate when the trunk is frozen); by default the trunk rate.
+    """
+    x = frame["trunk_lr"] if rates is None else pd.Series(np.asarray(rates, dtype=float), index=frame.index)
+    fig, ax = plt.subplots(figsize=(6.0, 3.9))
+    ax.scatter(x, frame[metric], color="0.5", s=20, label="rounds")
+    medians = frame[metric].groupby(x).median()
     ax.plot(medians.index, medians.to_numpy(), marker="o", color=sns.color_palette()[0], label="median")
-    ax.set(xscale="log", xlabel="trunk learning rate (head: x head_lr_multiplier)", ylabel=f"test {metric.upper()}",
-           title=f"{frame['model'].iloc[0]} on {frame['data'].iloc[0]}")
+    ax.set(xscale="log", xlabel=label or "trunk learning rate (head: x head_lr_multiplier)",
+           ylabel=f"test {metric.upper()}", title=f"{frame['model'].iloc[0]} on {frame['data'].iloc[0]}")
     ax.legend()
     fig.tight_layout()
     return fig
 
 
 def model_size_scatter(table: pd.DataFrame):
-    """GFLOPs per 224x224 patch against parameters; labels show throughput (and SRCC where run).
+    """Measured patches/s against GFLOPs per 224x224 patch, one marker per model, named in the legend.
 
-    ``table`` is :func:`iqalib.experiments.model_cost_table`.
+    ``table`` is :func:`iqalib.experiments.model_cost_table`. Names sit in the
+    legend, not beside the points, so models of equal cost never overprint.
     """
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    ax.scatter(table["params"] / 1e6, table["gflops"], s=60)
-    for name, row in table.iterrows():
-        text = f"{name}\n{row['images_per_s']:.1f} patches/s" if np.isfinite(row.get("images_per_s", np.nan)) \
-            else name
+    fig, ax = plt.subplots(figsize=(8.6, 4.4))
+    markers = "osD^vP*X"
+    colors = sns.color_palette("colorblind", n_colors=len(table))
+    for k, (name, row) in enumerate(table.iterrows()):
+        text = f"{name}: {row['params'] / 1e6:.1f} M params, {row['patches_per_s']:.1f} patches/s"
         if "test_srcc" in row and np.isfinite(row["test_srcc"]):
             text += f", SRCC {row['test_srcc']:.3f}"
-        ax.annotate(text, (row["params"] / 1e6, row["gflops"]), fontsize=8, xytext=(4, 4),
-                    textcoords="offset points")
-    ax.set(xlabel="parameters (millions)", ylabel="GFLOPs per 224x224 patch", xscale="log", yscale="log",
-           title="model size and cost")
+        ax.scatter(row["gflops"], row["patches_per_s"], s=70, marker=markers[k % len(markers)], color=colors[k],
+                   label=text)
+    ax.set(xlabel="GFLOPs per 224x224 patch", ylabel="measured patches/s (inference)", xscale="log",
+           yscale="log", title="model cost and measured speed")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     return fig
 
 
 def metric_matrix(frame: pd.DataFrame, metric: str = "srcc"):
-    """Heat map of ``metric``: rows the training set, columns the test set.
+    """Heat map of ``metric``: rows the training set, columns the test set; None for a single cell.
 
-    ``frame`` is :func:`iqalib.experiments.cross_dataset_matrix`.
+    ``frame`` is :func:`iqalib.experiments.cross_dataset_matrix`. One colour
+    map (viridis) on the fixed scale [-1, 1] of a correlation, so two editions'
+    maps read alike. With one data set there is nothing to compare: no figure.
     """
     grid = frame.pivot_table(index="train", columns="test", values=metric, aggfunc="median")
-    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * grid.shape[1], 1.2 + 0.9 * grid.shape[0]))
-    sns.heatmap(grid, annot=True, fmt=".3f", vmin=-1, vmax=1, cmap="vlag", cbar=False, ax=ax)
+    if grid.size < 2:
+        return None
+    fig, ax = plt.subplots(figsize=(2.2 + 1.6 * grid.shape[1], 1.4 + 0.9 * grid.shape[0]))
+    sns.heatmap(grid, annot=True, fmt=".3f", vmin=-1, vmax=1, cmap="viridis", cbar=True, ax=ax)
     ax.set(title=f"cross-data-set test {metric.upper()}", xlabel="tested on", ylabel="trained on")
     fig.tight_layout()
     return fig
