@@ -52,7 +52,8 @@ from iqalib.experiments import available_tables
 table = iqalib.load_dataset(dataset, data_root)
 others, missing = available_tables(other_sets)
 print(
-    f"{table.label}: {len(table)} images, MOS from {table.mos_range[0]:g} to {table.mos_range[1]:g}"
+    f"{table.label}: {len(table)} images, "
+    f"MOS from {table.mos_range[0]:g} to {table.mos_range[1]:g}"
 )
 missing or "every other set listed in the profile was found"
 

@@ -134,7 +134,8 @@ recipe_table(configs, ABLATION_LABELS).T
 # ## Test metrics: median over rounds, with spread
 
 # %%
-PROBE = "(e) linear probe"  # ridge on the same trunk's features, strength chosen on validation
+# ridge on the same trunk's features, its strength chosen on validation
+PROBE = "(e) linear probe"
 probe = linear_probe(configs["multiscale_attention"])
 table = ablation_table({**ablation.results, PROBE: probe})
 shown = format_ablation_table(table)

@@ -116,7 +116,8 @@ results = run_or_load(config)
 run_dir = Path(config.run_dir)
 data_label = results["data"]
 print(
-    f"{run_dir}: median test SRCC {results['median_test_srcc']:.3f} over {results['rounds']} round(s) "
+    f"{run_dir}: median test SRCC {results['median_test_srcc']:.3f} "
+    f"over {results['rounds']} round(s) "
     f"on {data_label}"
 )
 
@@ -203,7 +204,8 @@ verdicts.record_claims(
 )
 verdicts.numbers_say(
     [
-        f"These numbers come from round {analysis_round}'s model and test split ({data_label})."
+        f"These numbers come from round {analysis_round}'s model "
+        f"and test split ({data_label})."
     ],
     verdicts.attention_sentences(weights, statistics, claim_verdict(statistics), sources),
 )

@@ -69,7 +69,8 @@ costs = model_cost_table(
 )
 print(
     f"batch {batch_size}, {warmup} warm-up + {repeats} timed batches per model, "
-    f"{costs.attrs['threads']} threads, 1-min load average {costs.attrs['load_average'][0]:.1f} before and "
+    f"{costs.attrs['threads']} threads, "
+    f"1-min load average {costs.attrs['load_average'][0]:.1f} before and "
     f"{costs.attrs['load_average'][1]:.1f} after"
 )
 costs[
