@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PROFILE ?= demo
 PYTEST_ARGS ?=
 
-.PHONY: test install bench book lab clean-venv
+.PHONY: test rehearse install bench book lab clean-venv
 
 # Reinstall only when the dependency list changes: a second `make test` is quick.
 $(STAMP): pyproject.toml
@@ -18,6 +18,10 @@ install: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The koniq (GPU) edition rehearsed on the CPU against a stand-in KonIQ-10k: every chapter (slow).
+rehearse: $(STAMP)
+	IQALIB_REHEARSAL=1 $(PY) -m pytest tests/test_koniq_rehearsal.py $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) -m iqalib.cli bench
