@@ -19,7 +19,8 @@ install: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# The koniq (GPU) edition rehearsed on the CPU against a stand-in KonIQ-10k: every chapter (slow).
+# The koniq (GPU) edition rehearsed on the CPU against a stand-in KonIQ-10k: every chapter (about
+# 20 minutes on 2 cores). `make test` runs it too; IQALIB_REHEARSAL=0 make test skips it.
 rehearse: $(STAMP)
 	IQALIB_REHEARSAL=1 $(PY) -m pytest tests/test_koniq_rehearsal.py $(PYTEST_ARGS)
 

@@ -141,7 +141,8 @@ def _download(args) -> int:
     return 0
 
 
-BENCHMARKS = ("patch_pipeline", "loader_wait", "train_step", "head_training", "scoring", "score_memory")
+BENCHMARKS = ("patch_pipeline", "loader_wait", "train_step", "head_training", "scoring", "score_memory",
+              "precision")
 
 
 def _bench(args) -> int:

@@ -317,7 +317,8 @@ def evaluate_checkpoint(checkpoint: str | Path, dataset: str, data_root: str | N
     data = _test_data(dataset, data_root, tc.patch_size, max_images, seed)
     source = PatchSource(model, data.store, data.indices(data.table), data.table.mos, tc, train=False,
                          device=torch.device(device), dtype=None)
-    return {"data": data.table.label, **metrics.evaluate_scores(predict_images(source), data.table.mos)}
+    return {"data": data.table.label, "synthetic": data.table.synthetic,
+            **metrics.evaluate_scores(predict_images(source), data.table.mos)}
 
 
 def cross_dataset_matrix(run_dir: str | Path, test_sets: dict, *, max_images: int | None = None,
@@ -329,7 +330,10 @@ def cross_dataset_matrix(run_dir: str | Path, test_sets: dict, *, max_images: in
     other sets are tested on all their images (or ``max_images`` of them).
     A set that cannot be loaded is skipped and listed with the reason in
     ``frame.attrs["skipped"]``, so a fresh machine without the real data
-    still gets the in-data-set row. Columns: train, test, split, n, srcc, plcc.
+    still gets the in-data-set row. Columns: train, test, split, n, srcc, plcc,
+    synthetic (the tested set's labels are simulated; in the first row, the
+    training set's), so a verdict can tell a transfer between real sets from
+    one that involves the demo set.
     """
     from iqalib.errors import IQAError
 
@@ -337,7 +341,8 @@ def cross_dataset_matrix(run_dir: str | Path, test_sets: dict, *, max_images: in
     own = results["round_results"][0]
     train_name = own["config"]["data"]["name"]
     rows = [{"train": results["data"], "test": results["data"], "split": "test split",
-             "n": own["test"]["n"], "srcc": own["test"]["srcc"], "plcc": own["test"]["plcc"]}]
+             "n": own["test"]["n"], "srcc": own["test"]["srcc"], "plcc": own["test"]["plcc"],
+             "synthetic": bool(own.get("synthetic", False))}]
     skipped = {}
     for name, root in test_sets.items():
         if name == train_name:
@@ -350,7 +355,8 @@ def cross_dataset_matrix(run_dir: str | Path, test_sets: dict, *, max_images: in
             continue
         rows.append({"train": results["data"], "test": scores["data"],
                      "split": "all images" if max_images is None else f"random {scores['n']} images",
-                     "n": scores["n"], "srcc": scores["srcc"], "plcc": scores["plcc"]})
+                     "n": scores["n"], "srcc": scores["srcc"], "plcc": scores["plcc"],
+                     "synthetic": bool(scores["synthetic"])})
     frame = pd.DataFrame(rows)
     frame.attrs["skipped"] = skipped
     return frame

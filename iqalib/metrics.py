@@ -420,6 +420,24 @@ def _index_blocks(n: int, n_boot: int, seed: int, groups):
     return _grouped_resample_blocks(members, n_boot, seed)
 
 
+# Fewer sources than this give too few distinct by-source resamples for a 95% interval or a 5%
+# test (2 sources: 3 distinct resamples; 4: 35; 5: 126): the analyses then say so, not a number.
+MIN_BOOTSTRAP_SOURCES = 5
+
+
+def too_few_sources(groups) -> str | None:
+    """None when ``groups`` (one source label per image, or None) can be bootstrapped by source or
+    are not shared (then images are resampled), else the reason in words."""
+    if groups is None:
+        return None
+    labels = pd.Series(np.asarray(groups)).astype(str)
+    n_sources = labels.nunique()
+    if n_sources == len(labels) or n_sources >= MIN_BOOTSTRAP_SOURCES:
+        return None
+    return (f"the images come from {n_sources} source{'s' if n_sources != 1 else ''}, too few to resample "
+            f"(a by-source bootstrap needs at least {MIN_BOOTSTRAP_SOURCES})")
+
+
 def resampling_unit(groups=None, n: int | None = None) -> str:
     """What a bootstrap with these ``groups`` resamples, in words: "by source (3 sources)" or "by image".
 

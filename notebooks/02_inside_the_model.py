@@ -25,8 +25,8 @@
 # stages pooled to 7x7, the stage attention and the weighted fusion. Every walk ends
 # with a check that it gives exactly what `model(x)` gives.
 #
-# Nothing is trained here. Where chapters 3 and 4 have already trained these models
-# under the same profile (an earlier build), their round-0 models are read back to show
+# Nothing is trained here. `make book` runs this chapter after chapters 3 and 4, which
+# train these models under the same profile: their round-0 models are read back to show
 # trained weights too.
 
 # %% tags=["parameters"]
@@ -169,9 +169,8 @@ print("scores by hand:", by_hand.numpy().round(4), " model(x):", library.numpy()
 weights = {"the random head": (steps["fc1_weight"][0], steps["fc1_weight"][1])}
 trained = finished_round_model(out_dir, baseline_model)
 if trained is None:
-    print(f"No finished run {out_dir}/{baseline_model} yet (chapter 3 trains it, after "
-          "this chapter in a fresh book): only the random head is shown; build again to "
-          "see the trained one.")
+    print(f"No finished run {out_dir}/{baseline_model} yet (chapter 3 trains it; "
+          "make book runs chapter 3 first): only the random head is shown.")
 else:
     trained_x = to_model_input(torch.cat(patches), trained.mean, trained.std)
     trained_steps = walk_through(trained, trained_x)

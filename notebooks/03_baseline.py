@@ -49,6 +49,7 @@ freeze_backbone = True
 import iqalib
 from iqalib import plots
 from iqalib.analysis import verdicts
+from iqalib.analysis.linear_probe import linear_probe
 from iqalib.analysis.selection import selection_table
 from iqalib.experiments import (
     history_frame,
@@ -90,10 +91,15 @@ plots.learning_curves(results, history_frame(results));
 # %% [markdown]
 # ## Test metrics
 # SRCC (rank correlation: does the model *order* images like people do?) and PLCC (linear
-# correlation of the scores), as median and range over the rounds.
+# correlation of the scores), as median and range over the rounds. The second row is the floor a
+# hyper network must beat to be worth its parameters: a **linear probe**
+# (`iqalib.analysis.linear_probe`), ridge regression from the same pretrained trunk's four stages,
+# each averaged over the crop, to the MOS, with its ridge strength chosen on the validation split,
+# scored on the same test crops of the same rounds.
 
 # %%
-results_table([results])
+probe = linear_probe(results)  # the trunk, data, splits and crops of this run
+results_table([results, probe])
 
 # %% [markdown]
 # ## Predicted score against MOS (test split of round 0)
@@ -119,5 +125,6 @@ selection.round(3)
 # %%
 mos_range = iqalib.load_dataset(dataset, data_root).mos_range
 verdicts.numbers_say(
-    verdicts.run_sentences(results, predictions_frame(f"{out_dir}/{model}"), mos_range)
+    verdicts.run_sentences(results, predictions_frame(f"{out_dir}/{model}"), mos_range),
+    verdicts.probe_sentences({model: results}, probe),
 )

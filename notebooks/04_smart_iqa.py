@@ -63,6 +63,7 @@ from iqalib.experiments import (
     results_table,
     train_models,
 )
+from iqalib.models import model_trunk
 
 # %% [markdown]
 # ## Train (or read back the finished runs)
@@ -106,18 +107,20 @@ for name, result in results.items():
 # %% [markdown]
 # ## Side by side with the baseline
 # Same data, same splits (round *r* uses split seed `split_seed + r` in both), same training keys
-# where the profile sets them. The last row is the floor both must beat to be worth their
-# parameters: a **linear probe** (`iqalib.analysis.linear_probe`), ridge regression from the same
-# pretrained trunk's four stages, each averaged over the crop, to the MOS. Its ridge strength is
-# chosen on the validation split, and it scores the same test crops of the same test images; with
-# a frozen trunk it reads the heads' cached trunk features, so it costs no trunk pass.
+# where the profile sets them. The last rows are the floors the heads must beat to be worth their
+# parameters: a **linear probe** (`iqalib.analysis.linear_probe`) per trunk, ridge regression from
+# the same pretrained trunk's four stages, each averaged over the crop, to the MOS. Its ridge
+# strength is chosen on the validation split, and it scores the same test crops of the same test
+# images; with a frozen trunk it reads the heads' cached trunk features, so it costs no trunk pass.
+# Each head is measured against the probe of the trunk it reads, never another trunk's.
 
 # %%
 runs = {baseline_model: finished_results(out_dir, baseline_model), **results}
-probe = linear_probe(
-    results[models[0]]
-)  # the trunk, data, splits and crops of the first run
-side_by_side = results_table({**runs, probe["name"]: probe})
+first_run_of_trunk = {}
+for name, run in runs.items():
+    first_run_of_trunk.setdefault(model_trunk(run["model"]), run)
+probes = {trunk: linear_probe(run) for trunk, run in first_run_of_trunk.items()}
+side_by_side = results_table({**runs, **{p["name"]: p for p in probes.values()}})
 side_by_side
 
 # %% [markdown]
@@ -192,4 +195,6 @@ verdicts.numbers_say(
     ),
     verdicts.comparison_sentences(summary),
     *(verdicts.recipe_sentences(recipes, name, baseline_model) for name in results),
+    verdicts.probe_sentences(runs, list(probes.values())),
+    verdicts.ceiling_sentences(ceilings, runs),
 )

@@ -16,10 +16,10 @@
 # %% [markdown]
 # # 6. Loss functions: does the training loss matter?
 #
-# HyperIQA and the SMART-IQA seed both train with an L1 loss on the raw MOS. The seed's
-# report compares five losses for its Swin-B model on KonIQ-10k and concludes that
-# **plain regression losses beat rank-based ones**; it guesses that ranking losses might
-# help where labels are noisier. Here every loss trains the SMART model of chapter 5
+# HyperIQA {cite}`su2020hyperiqa` and the SMART-IQA seed {cite}`smartiqa` both train with an
+# L1 loss on the raw MOS. The seed's report compares five losses for its Swin-B model on
+# KonIQ-10k and concludes that **plain regression losses beat rank-based ones**; it guesses
+# that ranking losses might help where labels are noisier. Here every loss trains the SMART model of chapter 5
 # with the same training keys, rounds and splits, so each round tests all losses on the
 # same images and the differences can be tested paired.
 #
@@ -34,16 +34,17 @@
 #
 # Pairs are the pairs of patches in a training batch. The ranking hinge is
 # `max(0, margin - sign(t_i - t_j) (p_i - p_j))` (margin 1 MOS unit). The fidelity loss
-# (Tsai et al., ICML 2007) compares the share of raters who prefer image i to j,
+# {cite}`tsai2007frank` compares the share of raters who prefer image i to j,
 # `p* = Phi((t_i - t_j) / s)`, with the model's `p = Phi((p_i - p_j) / s)`:
 # `1 - sqrt(p* p) - sqrt((1 - p*)(1 - p))`.
 #
 # Soft ranks are pairwise sigmoids, `r_i = 1/2 + sum_j sigmoid((z_i - z_j) / tau)`, of
 # the predictions standardised over the batch, at temperature `tau` = 0.1 batch standard
 # deviations (`iqalib.losses.soft_ranks`). The fidelity loss's scale `s` is
-# `sqrt(s_i^2 + s_j^2)` from the raters' standard deviations in the seed; our training
-# batches carry the MOS only, so every image gets the data set's median rater standard
-# deviation (set below from the table; 10 MOS units where the table has none).
+# `sqrt(s_i^2 + s_j^2)` from the raters' standard deviations `s_i`, as in the seed: training
+# passes each image's own SD where every training image has one (LIVE-C, KonIQ on its 1-5
+# scale, the demo's simulated raters). Where some lack it, every image gets the data set's
+# median rater SD (set below from the table; 10 MOS units where the table has none).
 
 # %% tags=["parameters"]
 profile = "demo"

@@ -27,8 +27,8 @@
 #    an image's weights are the mean over its test crops, as its score is;
 # 3. draw them, and a heat map of where the model looks;
 # 4. save every test image's prediction and weights to `attention_results.json`;
-# 5. and do what the seed did not: look at the weights of **all** test images against MOS and test
-#    the claim.
+# 5. and do what the seed did not: look at the weights of **all** test images against MOS, then at
+#    the model of **every round**, and test the claim across them.
 #
 # **Heat map.** We show the *stage feature energy weighted by attention*: a grid of 224x224 crops
 # covers the image; in each crop each stage's map is reduced to its energy (L2 norm over channels),
@@ -70,6 +70,7 @@ from iqalib.analysis import (
     attention_heatmaps,
     attention_results_json,
     claim_verdict,
+    concentration_by_round,
     load_round_model,
     round_test_split,
     select_images,
@@ -80,6 +81,7 @@ from iqalib.analysis.significance import source_groups
 from iqalib.experiments import run_config, run_or_load
 from iqalib.plots.attention import (
     correlation_table,
+    plot_concentration_by_round,
     plot_heatmaps,
     plot_stage_weights,
     plot_weights_vs_mos,
@@ -158,11 +160,13 @@ fig = plot_heatmaps(selected, heatmaps, data_label)
 # Three images cannot support a claim about image quality in general. Over every test image we
 # compute the Spearman correlation of each stage weight with MOS, of the largest weight, and of the
 # **concentration** (1 - entropy / log 4: 0 when the four weights are equal, 1 when one stage has
-# all the weight), each with a bootstrap 95% interval over images; and the mean weights per MOS
-# tercile, with how often each stage has the largest weight.
+# all the weight), each with a bootstrap 95% interval; and the mean weights per MOS tercile, with
+# how often each stage has the largest weight. The bootstrap resamples whole source photographs
+# where the test images share them (the demo's), single images otherwise (LIVE-C, KonIQ-10k).
 
 # %%
-statistics = weights_vs_mos(weights, n_boot=n_boot, seed=seed)
+sources = source_groups(run_dir)  # the demo's source photographs (None: one per image)
+statistics = weights_vs_mos(weights, n_boot=n_boot, seed=seed, groups=sources)
 correlation_table(statistics)
 
 # %%
@@ -187,25 +191,47 @@ attention_results_json(
 )
 
 # %% [markdown]
-# ## What the numbers say
-# Chosen by `iqalib.analysis.verdicts`. The seed's claim is judged by `claim_verdict` (supported if the
-# interval of Spearman(concentration, MOS) lies above zero, contradicted if below, not supported
-# otherwise), unless the attention has **collapsed** onto one stage (a weight of 0.9 or more on most
-# images): then the weights barely vary, their correlation with MOS measures noise, and no verdict is
-# given. Where the test images share source photographs, the interval that decides resamples whole
-# sources (the table above resamples single images). The result goes to the [summary](11_summary.ipynb).
+# ## Every round's model
+# Everything above is one trained model, and one model is one draw of the training: its split, its
+# initialisation, its crops. Another draw can give another interval, on the same side of zero or
+# not. A claim about the method must hold for the models of the rounds, so the same correlation is
+# computed for the selected model of every round, each on its own test split.
 
 # %%
-sources = source_groups(
-    run_dir
-)  # the demo's source photographs: resampled whole where present
-verdicts.record_claims(
-    out_dir, "07_attention", [verdicts.attention_claim(weights, statistics, sources)]
+by_round = concentration_by_round(
+    run_dir,
+    range(results["rounds"]),
+    patches=analysis_patches,
+    device=device,
+    n_boot=n_boot,
+    seed=seed,
+    groups=sources,
+    known={analysis_round: weights},
 )
+by_round.round(3)
+
+# %%
+fig = plot_concentration_by_round(by_round, data_label)
+
+# %% [markdown]
+# ## What the numbers say
+# Chosen by `iqalib.analysis.verdicts`. For round `analysis_round`'s model, `claim_verdict` reads the
+# interval of Spearman(concentration, MOS): above zero, the model concentrates on fewer stages for
+# better images; below zero, the opposite; otherwise no reliable relation. The recorded verdict is
+# taken **across the rounds' models**: a sign test of their correlations against zero (supported or
+# contradicted at p < 0.05; untested with fewer than 6 rounds). A model whose attention has
+# **collapsed** onto one stage (a weight of 0.9 or more on most images) is left out: its weights
+# barely vary, and their correlation with MOS measures noise. The result goes to the
+# [summary](11_summary.ipynb).
+
+# %%
+claim = verdicts.attention_claim(weights, statistics, by_round)
+verdicts.record_claims(out_dir, "07_attention", [claim])
 verdicts.numbers_say(
     [
-        f"These numbers come from round {analysis_round}'s model "
-        f"and test split ({data_label})."
+        f"Round {analysis_round}'s model and test split ({data_label}), "
+        "as the seed showed one model:"
     ],
-    verdicts.attention_sentences(weights, statistics, claim_verdict(statistics), sources),
+    verdicts.attention_sentences(weights, statistics, claim_verdict(statistics)),
+    verdicts.attention_round_sentences(by_round),
 )

@@ -64,7 +64,8 @@ plots.metric_matrix(matrix, "srcc");
 # %% [markdown]
 # ## What the numbers say
 # Chosen by `iqalib.analysis.verdicts`; the claim goes to the [summary](11_summary.ipynb) ("transfers":
-# SRCC on every other set within 0.15 of the set's own test split).
+# SRCC on every other set within 0.15 of the set's own test split; only pairs of sets rated by people
+# count: a transfer from or to the demo set, whose labels are simulated, tests the code, not the claim).
 
 # %%
 verdicts.record_claims(out_dir, "08_cross_dataset", [verdicts.transfer_claim(matrix)])

@@ -109,6 +109,18 @@ perf.benchmark_report(results_dir, "train_step")
 perf.benchmark_report(results_dir, "head_training")
 
 # %% [markdown]
+# ## bf16 or fp32 on this CPU
+#
+# `precision: auto` trains in bf16 autocast on a CPU only where a quick matrix-product probe finds it
+# faster (CPUs with AVX512-BF16 or AMX); elsewhere bf16 is emulated and about 100x slower. What that
+# choice does to a real run: chapter 3's run of a profile (`livec` by default) trained in each
+# precision from its own trunk pass, with the same splits and seeds (`benchmarks/precision.py`).
+# The goal: median test SRCC within 0.005 of fp32.
+
+# %%
+perf.benchmark_report(results_dir, "precision")
+
+# %% [markdown]
 # ## Scoring a folder
 #
 # `iqalib score` decodes ahead in two threads and batches crops across images (batch 64, and, to
@@ -150,5 +162,6 @@ perf.benchmark_report(results_dir, "gpu_step")
 verdicts.numbers_say(
     verdicts.performance_sentences(
         perf.read_result(results_dir, "scoring"), perf.engine_log_table(out_dir)
-    )
+    ),
+    verdicts.precision_sentences(perf.read_result(results_dir, "precision")),
 )

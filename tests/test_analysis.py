@@ -225,9 +225,9 @@ def test_minimum_rounds_per_statistic():
 
 def test_paired_rounds_resample_by_source_when_groups_are_given():
     a, b = _predictions(rounds=1, noise=2.0, seed=1), _predictions(rounds=1, noise=30.0, seed=2)
-    groups = {image: f"photo_{k % 4}" for k, image in enumerate(a["image"])}
+    groups = {image: f"photo_{k % 6}" for k, image in enumerate(a["image"])}
     per_round = paired_round_differences(a, b, n_boot=200, groups=groups)
-    assert per_round["resampled"].iloc[0] == "by source (4 sources)"
+    assert per_round["resampled"].iloc[0] == "by source (6 sources)"
     by_image = paired_round_differences(a, b, n_boot=200, groups=None)
     assert by_image["delta"].iloc[0] == per_round["delta"].iloc[0]  # the point estimate does not resample
     with pytest.raises(DataError, match="has no source in groups"):

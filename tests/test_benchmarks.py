@@ -39,7 +39,28 @@ def results(tmp_path_factory):
                                "smart_iqa_lite0", "--batch", "2", "--iters", "1", "--warmup", "1",
                                "--no-compile", "--precision", "fp32", "--images", "3", "--workers", "0",
                                "--matmul-size", "256"),
+        "precision": run_script("precision", folder / "precision.json", "--profile", "demo", "--rounds", "1",
+                                "--epochs", "1", "--runs", str(folder / "precision_runs")),
     }
+
+
+def test_precision_trains_bf16_only_where_the_probe_finds_it_faster(results):
+    folder, r = results
+    p = r["precision"]
+    fp32, bf16 = p["arms"]["fp32"], p["arms"]["bf16"]
+    assert fp32["precision"] == "fp32" and fp32["rounds"] == len(fp32["test_srcc"]) == 1
+    rates = p["probe"]["probe"]
+    if rates["bf16_gflops"] > rates["fp32_gflops"]:
+        assert bf16["precision"] == "bf16" and len(bf16["test_srcc"]) == 1
+        assert p["median_srcc_diff"] == pytest.approx(bf16["median_srcc"] - fp32["median_srcc"])
+    else:  # emulated bf16 would take two orders of magnitude longer: not trained, and said why
+        assert bf16["skipped"].startswith("the probe finds bf16 slower than fp32")
+    # each precision built its trunk features in the benchmark's own folder, not in the user's cache
+    assert any((folder / "precision_runs" / "cache" / "features").iterdir())
+    assert sorted(p.name for p in (folder / "precision_runs").iterdir() if p.name != "cache") == \
+        ["hyperiqa_lite0_bf16", "hyperiqa_lite0_fp32"][1 - ("test_srcc" in bf16):]
+    table = perf.precision_table(folder)
+    assert list(table.index) == ["fp32", "bf16"] and table.loc["fp32", "rounds"] == 1
 
 
 def test_head_training_measures_both_sides_and_projects_livec(results):

@@ -312,3 +312,16 @@ def test_missing_sets_are_listed_not_fatal(smoke_book, tmp_path):
     assert list(matrix.attrs["skipped"]) == ["livec"]
     assert matrix[["n", "srcc", "plcc"]].to_dict("records") == [{"n": own["n"], "srcc": own["srcc"],
                                                                    "plcc": own["plcc"]}]
+    assert matrix["synthetic"].tolist() == [True]  # the demo run's row says its labels are simulated
+    from iqalib.analysis.verdicts import transfer_claim
+
+    assert transfer_claim(matrix)["verdict"] == "untested (one data set)"
+
+
+def test_execution_order_runs_every_chapter_once_and_the_model_chapter_after_its_runs():
+    from iqalib.book import EXECUTION_ORDER
+
+    assert sorted(EXECUTION_ORDER) == sorted(NOTEBOOKS) and len(EXECUTION_ORDER) == len(NOTEBOOKS)
+    position = EXECUTION_ORDER.index
+    # 02 reads the finished runs of 03 (HyperIQA) and 04 (SMART-IQA) to show trained heads.
+    assert position("02_inside_the_model") > max(position("03_baseline"), position("04_smart_iqa"))

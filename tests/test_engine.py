@@ -13,6 +13,7 @@ import math
 import os
 import signal
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -400,3 +401,30 @@ def test_frozen_training_rotates_through_every_cached_crop():
     for rows, scores, owners in train.loader(2, shuffle=True):
         assert torch.equal(rows // k, torch.as_tensor(images)[owners])
         assert torch.equal(scores, torch.tensor([1.0, 2.0, 3.0])[owners])
+
+
+# ------------------------------------------------------------- raters' spread to the loss
+def test_rater_std_reaches_a_loss_that_takes_it_and_only_where_every_image_has_one():
+    assert fit_module.rater_std_per_image([4.0, 6.5]).tolist() == [4.0, 6.5]
+    for unknown in ([4.0, float("nan")], [4.0, 0.0], []):
+        assert fit_module.rater_std_per_image(unknown) is None  # one fixed scale, never a mix
+    source = SimpleNamespace(rater_std=torch.tensor([1.0, 2.0, 3.0]))
+    assert fit_module._rater_std(source, torch.tensor([2, 0, 2]), torch.device("cpu")).tolist() == [3.0, 1.0, 3.0]
+    assert fit_module._rater_std(SimpleNamespace(rater_std=None), torch.tensor([0]), torch.device("cpu")) is None
+
+
+def test_fidelity_trains_with_each_training_image_s_rater_std(mini_data, tmp_path, monkeypatch):
+    seen = []
+    original = fit_module.train_one_epoch
+
+    def spy(source, model, optimizer, loss_fn, tc, epoch):
+        seen.append(None if source.rater_std is None else source.rater_std.clone())
+        return original(source, model, optimizer, loss_fn, tc, epoch)
+
+    monkeypatch.setattr(fit_module, "train_one_epoch", spy)
+    fit(tiny_config(mini_data, tmp_path, loss="fidelity", epochs=1))
+    fit(tiny_config(mini_data, tmp_path, name="l1", epochs=1))  # L1 has no use for it
+    table = load_dataset("csv", mini_data["root"], **mini_data["options"])
+    train = split_table(table, seed=0, fractions=(0.5, 0.25, 0.25))["train"]
+    assert np.isfinite(train.std).all() and (train.std > 0).all()  # the demo's simulated raters
+    assert seen[0] is not None and np.allclose(seen[0].numpy(), train.std) and seen[1] is None

@@ -177,13 +177,33 @@ def test_a_second_sigterm_during_a_write_rolls_it_back_and_keeps_the_previous_fi
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
 
 
+@pytest.fixture
+def sighup_default():
+    """SIGHUP's default action for the test, whatever the shell gave pytest (nohup ignores it)."""
+    previous = signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    yield
+    signal.signal(signal.SIGHUP, previous)
+
+
 @pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP on this system")
-def test_a_closed_terminal_sighup_stops_training_like_sigterm(tmp_path):
+def test_a_closed_terminal_sighup_stops_training_like_sigterm(sighup_default):
+    terminate = signal.getsignal(signal.SIGTERM)
     with pytest.raises(Terminated) as info, signals_as_interrupts():
         os.kill(os.getpid(), signal.SIGHUP)
         time.sleep(5)  # the handler raises at once; never slept through
     assert info.value.signum == signal.SIGHUP and str(info.value) == "stopped by SIGHUP"
-    assert signal.getsignal(signal.SIGHUP) == signal.SIG_DFL and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    assert signal.getsignal(signal.SIGHUP) == signal.SIG_DFL and signal.getsignal(signal.SIGTERM) == terminate
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP on this system")
+def test_under_nohup_a_closed_terminal_does_not_stop_training(sighup_default):
+    """``nohup iqalib train ...`` ignores SIGHUP; training keeps that choice and goes on."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    with signals_as_interrupts():
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+        os.kill(os.getpid(), signal.SIGHUP)
+        time.sleep(0.2)  # an ignored signal is dropped: nothing is raised
+    assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
 
 
 @pytest.mark.parametrize("exception", [KeyboardInterrupt, SystemExit, MemoryError])

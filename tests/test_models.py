@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from iqalib.errors import CheckpointError, ConfigError, DownloadError
-from iqalib.models import (HyperIQA, create_model, hyperiqa_step_lr, list_models, lite0_classifier,
+from iqalib.models import (HyperIQA, create_model, hyperiqa_step_lr, list_models, lite0_classifier, model_trunk,
                            model_complexity, model_options)
 from iqalib.models.backbones import _source_key
 
@@ -133,6 +133,8 @@ def test_parameter_count_equals_the_hand_derivation(built, name):
     assert n_params(model.backbone) == trunk_params_by_hand(backbone)
     assert n_params(model) - n_params(model.backbone) == head
     assert n_params(model) == trunk_params_by_hand(backbone) + head
+    # model_trunk tells it without building the weights (the probe chapters pair heads with it).
+    assert model_trunk(name) == model.backbone.name == backbone
 
 
 def test_hyperiqa_resnet50_sizes_spelled_out(built):

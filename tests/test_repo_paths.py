@@ -110,6 +110,14 @@ def test_every_path_the_readme_and_the_book_name_is_tracked(git_checkout):
     assert missing == [], f"named but not tracked by git (git add them): {missing}"
 
 
+def test_every_book_page_is_in_the_table_of_contents():
+    # _config.yml builds only the pages _toc.yml lists (only_build_toc_files): a page left out
+    # would vanish from the published book without a warning.
+    listed = toc_files(yaml.safe_load((ROOT / "_toc.yml").read_text()))
+    pages = {f"book/{page.name}" for page in (ROOT / "book").glob("*.md")}
+    assert sorted(pages - listed) == []
+
+
 @pytest.mark.parametrize("config", sorted(p.name for p in (ROOT / "params" / "runs").glob("*.yaml")))
 def test_run_configurations_load(config):
     from iqalib.config import load_config, resolve_train

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -107,7 +108,7 @@ def test_pair_verdict_rules():
     two_clear = _summary([0.05, 0.04], 1.0, note=note)
     assert v.pair_verdict(two_clear) == f"supported in every round, untested across rounds ({note})"
     two_unclear = _summary([0.05, 0.04], 0.5, note=note)
-    assert v.pair_verdict(two_unclear) == f"not supported ({note})"
+    assert v.pair_verdict(two_unclear) == f"untested ({note})"
 
 
 def test_comparison_sentence_names_the_change_and_the_resampling():
@@ -148,8 +149,9 @@ def test_collapsed_attention_replaces_the_verdict():
 def test_attention_that_varies_keeps_the_verdict():
     for weights in (_weights(top=0.85, share=1.0), _weights(top=0.95, share=0.4)):
         assert v.collapsed_stage(weights) is None
-        sentences = v.attention_sentences(weights, None, "Supported: because.")
-        assert sentences[0] == "Supported: because."
+        statistics = SimpleNamespace(resampling="by image (60 images)")
+        sentences = v.attention_sentences(weights, statistics, "Supported: because.")
+        assert sentences[0] == "Supported: because." and "by image (60 images)" in sentences[1]
 
 
 # ------------------------------------------------------------------ other chapters
@@ -166,15 +168,25 @@ def test_one_data_set_says_so_instead_of_a_matrix():
     assert "ranks livec (all images) with SRCC 0.300, against 0.800" in sentence and "drop of 0.500" in sentence
 
 
+def _three_rounds(srcc, rates, best_epoch=3):
+    """A sweep with the same SRCC in each of 3 rounds per rate (rounds repeat the rate list)."""
+    return pd.DataFrame({"srcc": list(srcc) * 3, "best_epoch": best_epoch}), list(rates) * 3
+
+
 def test_learning_rate_jump_within_a_decade():
-    sweep = pd.DataFrame({"srcc": [0.13, 0.71, 0.70], "best_epoch": [1, 3, 2]})
-    fired = v.lr_sentences(sweep, [1e-3, 1e-2, 1e-1], "head learning rate; trunk frozen")
+    sweep, rates = _three_rounds([0.13, 0.71, 0.70], [1e-3, 1e-2, 1e-1])
+    sweep["best_epoch"] = [1, 3, 2] * 3
+    fired = v.lr_sentences(sweep, rates, "head learning rate; trunk frozen")
     assert fired[0].startswith("Best median test SRCC 0.710 at head learning rate 0.01")
-    assert any("from 0.13 (at 0.001) to 0.71 (at 0.01)" in s for s in fired)
+    assert any("from 0.13 (at 0.001) to 0.71 (at 0.01): at this budget training is fragile" in s for s in fired)
     assert any("At 0.001 a round selected epoch 1" in s for s in fired)
-    one_epoch = v.lr_sentences(sweep, [1e-3, 1e-2, 1e-1], "rate", epochs=1)
+    one_epoch = v.lr_sentences(sweep, rates, "rate", epochs=1)
     assert not any("selected epoch 1" in s for s in one_epoch)
-    calm = v.lr_sentences(sweep.assign(srcc=[0.60, 0.71, 0.70], best_epoch=3), [1e-3, 1e-2, 1e-1], "rate")
+    # one round per rate: the jump is reported, but not read as the rate's
+    single = v.lr_sentences(sweep.iloc[:3], rates[:3], "rate")
+    assert any("with 1 round per rate a change of split can move SRCC as much" in s for s in single)
+    assert not any("fragile" in s for s in single)
+    calm = v.lr_sentences(sweep.assign(srcc=[0.60, 0.71, 0.70] * 3, best_epoch=3), rates, "rate")
     assert not any("fragile" in s for s in calm) and any("at most 0.11" in s for s in calm)
     # two rates more than a decade apart are not "within one decade"
     far = v.lr_sentences(pd.DataFrame({"srcc": [0.13, 0.71], "best_epoch": [2, 2]}), [1e-4, 1e-2], "rate")
@@ -204,6 +216,13 @@ def test_pipeline_above_the_model_alone_is_flagged():
     assert v.performance_sentences(bad)[0].startswith("Inconsistent measurement: one_at_a_time and score_paths are")
     engine = pd.DataFrame({"max loader wait": [0.002, 0.001]})
     assert "0.20% of any epoch" in v.performance_sentences(None, engine)[1]
+    # measured on a busy machine: said first, the rates still shown
+    busy = {**good, "machine": {"cpus": 2}, "load_average_start": [11.2, 10.6, 10.7], "load_average_end": [9.4]}
+    first, second = v.performance_sentences(busy)[:2]
+    assert first.startswith("These rates were measured while other work loaded the machine (load average up to "
+                            "11.2 on 2 CPUs)") and second.startswith("Scoring reaches 2.50 images/s")
+    quiet = {**busy, "load_average_start": [0.4, 0.3, 0.2], "load_average_end": [1.9, 1.0, 0.5]}
+    assert v.performance_sentences(quiet)[0].startswith("Scoring reaches")
 
 
 # ------------------------------------------------------------------ the claims table
@@ -232,13 +251,26 @@ def test_transfer_lr_and_attention_claims():
                                          "plcc": 0.7}])], ignore_index=True)
     assert v.transfer_claim(two)["verdict"] == "supported"
     assert v.transfer_claim(two.assign(srcc=[0.8, 0.3]))["verdict"].startswith("not supported (drop 0.50")
-    sweep = pd.DataFrame({"srcc": [0.13, 0.71], "best_epoch": [2, 2]})
-    assert v.lr_claim(sweep, [1e-3, 1e-2])["verdict"] == "contradicted (SRCC moves 0.58 within one decade)"
-    assert v.lr_claim(sweep.assign(srcc=[0.65, 0.71]), [1e-3, 1e-2])["verdict"].startswith("supported")
-    assert v.lr_claim(sweep, [1e-4, 1e-2])["verdict"] == "untested (no two rates within one decade)"
+    # Simulated labels on either side: the number is reported, the claim is not tested by it.
+    for flags in ([True, False], [False, True]):
+        simulated = two.assign(srcc=[0.8, 0.3], synthetic=flags)
+        assert v.transfer_claim(simulated)["verdict"].startswith("untested (the demo set's labels are simulated")
+        assert "SRCC livec 0.300 vs 0.800" in v.transfer_claim(simulated)["edition"]
+        assert "labels are simulated" in v.cross_dataset_sentences(simulated)[-1]
+    three = pd.concat([two.assign(synthetic=False), pd.DataFrame([{
+        "train": "livec", "test": "demo", "split": "all", "n": 9, "srcc": 0.1, "plcc": 0.1, "synthetic": True}])],
+        ignore_index=True)
+    assert v.transfer_claim(three)["verdict"] == "supported"  # decided by the real pair alone
+    assert "labels are simulated" not in " ".join(v.cross_dataset_sentences(two.assign(synthetic=False)))
+    sweep, rates = _three_rounds([0.13, 0.71], [1e-3, 1e-2])
+    assert v.lr_claim(sweep, rates)["verdict"] == "contradicted (SRCC moves 0.58 within one decade)"
+    assert v.lr_claim(sweep.assign(srcc=[0.65, 0.71] * 3), rates)["verdict"].startswith("supported")
+    assert v.lr_claim(sweep, [1e-4, 1e-2] * 3)["verdict"] == "untested (no two rates within one decade)"
+    assert v.lr_claim(sweep.iloc[:2], rates[:2])["verdict"] == (
+        "untested (1 round per rate; a change of split moves SRCC as much, a verdict needs 3)")
 
     class Stats:
-        alpha, n_images = 0.05, 40
+        alpha, n_images, resampling = 0.05, 40, "by image (40 images)"
         correlations = pd.DataFrame({"srcc": [0.3], "low": [0.1], "high": [0.5]}, index=["concentration"])
 
     assert v.attention_claim(_weights(top=0.5, share=1.0), Stats)["verdict"] == "supported"
@@ -254,6 +286,7 @@ def test_inference_slower_than_training_is_flagged():
 
 
 def test_attention_verdict_resamples_sources_when_the_images_share_them():
+    from iqalib import metrics
     from iqalib.analysis.attention import weights_vs_mos
 
     n = 60
@@ -262,14 +295,197 @@ def test_attention_verdict_resamples_sources_when_the_images_share_them():
     rest = (1 - peak) / 3
     weights = pd.DataFrame({"image": [f"img{k}" for k in range(n)], "mos": mos, "w1": rest, "w2": peak,
                             "w3": rest, "w4": rest})
-    statistics = weights_vs_mos(weights, n_boot=200)
     groups = {f"img{k}": f"photo{k % 6}" for k in range(n)}
-    sentences = v.attention_sentences(weights, statistics, "Supported: by image.", groups)
-    assert sentences[0].startswith("Resampled by source (6 sources)") and "the seed's claim is supported" in sentences[0]
-    assert sentences[1].endswith("Supported: by image.")
-    claim = v.attention_claim(weights, statistics, groups)
+    statistics = weights_vs_mos(weights, n_boot=200, groups=groups)
+    assert statistics.resampling == "by source (6 sources)"
+    # the table's interval is the grouped bootstrap's, not the image bootstrap's
+    labels = np.array([groups[i] for i in weights["image"]])
+    low, high = metrics.bootstrap_ci(statistics.per_image["concentration"], mos, "srcc", n_boot=200,
+                                     groups=labels)
+    assert statistics.correlations.loc["concentration", ["low", "high"]].tolist() == [low, high]
+    sentences = v.attention_sentences(weights, statistics, "Supported: by source.")
+    assert sentences == ["Supported: by source.", "The bootstrap intervals resample by source (6 sources) "
+                         "(images of one source are not independent)."]
+    claim = v.attention_claim(weights, statistics)
     assert "(by source (6 sources))" in claim["edition"] and claim["verdict"] == "supported"
-    # without shared sources: the image interval, said so
-    assert v.attention_sentences(weights, statistics, "Supported: by image.")[1] == (
-        "The bootstrap interval resamples the 60 test images one by one.")
-    assert "(by image)" in v.attention_claim(weights, statistics)["edition"]
+    # without shared sources (none given, or one per image): single images, said so
+    for alone in (None, {f"img{k}": f"photo{k}" for k in range(n)}):
+        by_image = weights_vs_mos(weights, n_boot=200, groups=alone)
+        assert by_image.resampling == "by image (60 images)"
+        assert v.attention_sentences(weights, by_image, "Supported.")[1] == (
+            "The bootstrap intervals resample by image (60 images) (no two test images share a source).")
+        assert "(by image (60 images))" in v.attention_claim(weights, by_image)["edition"]
+
+
+# ------------------------------------------------------------------ the probe floor and the label ceilings
+def _rounds(name, srcc):
+    return {"name": name, "test_per_round": [{"round": r, "srcc": s} for r, s in enumerate(srcc)]}
+
+
+def test_probe_sentences_pair_each_head_with_the_probe_round_by_round():
+    probe = _rounds("linear_probe_lite0", [0.50, 0.86, 0.76])
+    runs = {"a": _rounds("a", [0.87, 0.55, 0.59]), "b": _rounds("b", [0.6, 0.9, 0.8]),
+            "c": _rounds("c", [0.4, 0.5, 0.6])}
+    floor, a, b, c = v.probe_sentences(runs, probe)
+    assert floor.endswith("scores test SRCC median 0.760 (range 0.500 to 0.860, 3 rounds).")
+    # a: +0.37, -0.31, -0.17 -> median -0.170, above in 1 of 3
+    assert a.startswith("a: median ΔSRCC to the probe -0.170 over 3 rounds, above the probe in 1 of 3 rounds")
+    assert "above the probe in every round" in b and "below the probe in every round" in c
+    assert v.probe_sentences(runs, {"test_per_round": []}) == []
+
+
+def test_each_head_meets_the_probe_of_its_own_trunk():
+    """koniq: HyperIQA reads ResNet-50, SMART-IQA Swin; a head is never set against another trunk's floor."""
+    probes = [{**_rounds("linear_probe_resnet50", [0.5, 0.5, 0.5]), "trunk": "resnet50"},
+              {**_rounds("linear_probe_swin_tiny", [0.9, 0.9, 0.9]), "trunk": "swin_tiny"}]
+    runs = {"hyperiqa_resnet50": {**_rounds("h", [0.6, 0.6, 0.6]), "model": "hyperiqa_resnet50"},
+            "smart_iqa_tiny": {**_rounds("t", [0.8, 0.8, 0.8]), "model": "smart_iqa_tiny"},
+            "smart_iqa_base": {**_rounds("b", [0.95, 0.95, 0.95]), "model": "smart_iqa_base"}}
+    floor_r, floor_t, hyper, tiny, base = v.probe_sentences(runs, probes)
+    assert floor_r.startswith("The linear probe of resnet50 ") and floor_t.startswith("The linear probe of swin_tiny ")
+    assert hyper.startswith("hyperiqa_resnet50: median ΔSRCC to the probe +0.100") and "every round" in hyper
+    assert tiny.startswith("smart_iqa_tiny: median ΔSRCC to the probe -0.100")
+    assert base == "smart_iqa_base reads another trunk (swin_base) than the probes here, so it is not compared with one."
+
+
+def test_ceiling_sentences_say_whether_the_labels_or_the_model_limit_the_score():
+    ceilings = pd.DataFrame({"noise_ceiling": [0.99, 0.97, 0.99], "distortion_oracle": [0.93, 0.69, 0.95]})
+    runs = {"hyper": _rounds("hyper", [0.56, 0.74, 0.45]), "smart": _rounds("smart", [0.87, 0.55, 0.59])}
+    sentence, = v.ceiling_sentences(ceilings, runs)
+    assert "rater noise alone caps SRCC at median 0.990 (range 0.970 to 0.990, 3 rounds)" in sentence
+    assert "reaches median 0.930 (range 0.690 to 0.950, 3 rounds)" in sentence
+    assert sentence.endswith("The best model here, smart, has median 0.590: the labels are not what holds it back.")
+    close, = v.ceiling_sentences(ceilings, {"m": _rounds("m", [0.97, 0.96, 0.98])})
+    assert close.endswith("it is close to what the labels allow.")
+    assert v.ceiling_sentences(None, runs) == []  # other data sets have no ceilings
+
+
+def test_too_few_sources_give_no_interval_no_p_value_and_say_why():
+    from iqalib.analysis.attention import claim_verdict, weights_vs_mos
+    from iqalib.analysis.significance import combine_rounds, paired_round_differences
+
+    n = 60
+    mos = np.linspace(0, 100, n)
+    peak = 0.3 + 0.6 * mos / 100
+    rest = (1 - peak) / 3
+    weights = pd.DataFrame({"image": [f"img{k}" for k in range(n)], "mos": mos, "w1": rest, "w2": peak,
+                            "w3": rest, "w4": rest})
+    for k in (2, 3, 4):  # 3, 10 and 35 distinct by-source resamples: no 95% interval from those
+        groups = {f"img{i}": f"photo{i % k}" for i in range(n)}
+        statistics = weights_vs_mos(weights, n_boot=200, groups=groups)
+        assert statistics.correlations[["low", "high"]].isna().all().all()
+        assert statistics.resampling == (f"by source ({k} sources): no interval, the images come from {k} sources, "
+                                         "too few to resample (a by-source bootstrap needs at least 5)")
+        assert v.attention_claim(weights, statistics)["verdict"] == "untested (too few sources for an interval)"
+        sentences = v.attention_sentences(weights, statistics, claim_verdict(statistics))
+        assert sentences == [claim_verdict(statistics)] and sentences[0].startswith("Untested: no interval")
+    five = weights_vs_mos(weights, n_boot=200, groups={f"img{i}": f"photo{i % 5}" for i in range(n)})
+    assert five.correlations[["low", "high"]].notna().all().all()
+
+    rng = np.random.default_rng(0)
+    frame = lambda pred: pd.DataFrame({"image": weights["image"], "mos": mos, "pred": pred, "round": 0})
+    a, b = frame(mos + rng.normal(0, 5, n)), frame(mos + rng.normal(0, 30, n))
+    per_round = paired_round_differences(a, b, n_boot=200, groups={f"img{i}": f"photo{i % 2}" for i in range(n)})
+    assert per_round["p_value"].isna().all() and "no test, the images come from 2 sources" in per_round["resampled"][0]
+    row = combine_rounds(per_round)
+    assert np.isnan(row["rounds_significant"])
+    sentence, = v.comparison_sentences(pd.DataFrame([row]))
+    assert "no bootstrap test within a round (by source (2 sources): no test" in sentence
+    assert sentence.endswith("verdict: untested (a sign test needs at least 6 rounds, this run has 1).")
+    by_image = combine_rounds(paired_round_differences(a, b, n_boot=200, groups=None))
+    assert by_image["rounds_significant"] == 1.0  # 60 independent images: a clear difference is found
+
+
+# ------------------------------------------------------------------ the attention claim across rounds
+
+def _round_frame(direction: float, n: int = 45, seed: int = 0) -> pd.DataFrame:
+    """Stage weights whose concentration follows MOS (direction > 0), opposes it (< 0), or is noise (0)."""
+    rng = np.random.default_rng(seed)
+    mos = np.linspace(0, 100, n)
+    trend = mos / 100 if direction > 0 else 1 - mos / 100
+    peak = 0.3 + 0.6 * (trend if direction else rng.uniform(0, 1, n))
+    rest = (1 - peak) / 3
+    return pd.DataFrame({"image": [f"i{k}" for k in range(n)], "mos": mos,
+                         "w1": rest, "w2": peak, "w3": rest, "w4": rest})
+
+
+def _by_round(directions) -> pd.DataFrame:
+    from iqalib.analysis.attention import concentration_by_round
+
+    frames = {r: _round_frame(d, seed=r) for r, d in enumerate(directions)}
+    return concentration_by_round(None, range(len(directions)), n_boot=200, known=frames)
+
+
+def test_attention_claim_is_judged_across_the_rounds_models():
+    # 7 rounds, every model concentrates with MOS: a sign test p = 2 / 2**7 = 0.016
+    supported = v.attention_claim(None, None, _by_round([1] * 7))
+    assert supported["verdict"] == "supported"
+    assert "of 7 round(s)' models" in supported["edition"] and "positive in 7" in supported["edition"]
+    assert v.attention_claim(None, None, _by_round([-1] * 7))["verdict"] == "contradicted"
+    # 4 of 7 the other way: p = 1 by the binomial test, whatever one model says
+    mixed = v.attention_claim(None, None, _by_round([1, -1, 1, -1, 1, -1, -1]))
+    assert mixed["verdict"] == "not supported (sign test p = 1.00)"
+    # 3 rounds cannot carry a sign test (6 needed), even with every interval above 0
+    three = _by_round([1, 1, 1])
+    assert (three["low"] > 0).all()
+    assert v.attention_claim(None, None, three)["verdict"] == (
+        "untested (one model is one draw of the training; across rounds a sign test needs at least 6 rounds, "
+        "this run has 3)")
+
+
+def test_rounds_summary_matches_a_direct_sign_test_and_leaves_collapsed_models_out():
+    from scipy import stats
+
+    from iqalib.analysis.attention import rounds_summary
+
+    by_round = _by_round([1, 1, 1, 1, 1, 1, -1, 0])
+    by_round.loc[7, "collapsed"] = "w2"  # as concentration_by_round marks a collapsed model
+    summary = rounds_summary(by_round)
+    kept = by_round["srcc"].to_numpy()[:7]
+    assert (summary["rounds"], summary["usable"], summary["left_out"]) == (8, 7, 1)
+    assert summary["median"] == pytest.approx(np.median(kept))
+    assert (summary["positive"], summary["negative"]) == (6, 1)
+    assert summary["sign_p"] == pytest.approx(stats.binomtest(6, 7).pvalue)
+    sentences = v.attention_round_sentences(by_round)
+    assert sentences[0].startswith("In 1 of 8 rounds the attention collapsed onto one stage")
+    assert "positive in 6 of 7" in sentences[1]
+    assert sentences[-1] == f"Across rounds (sign test p = {stats.binomtest(6, 7).pvalue:.3f}) the claim is " \
+        f"not supported (sign test p = {stats.binomtest(6, 7).pvalue:.2f})."
+
+
+def test_concentration_by_round_marks_a_collapsed_model_and_keeps_each_rounds_interval():
+    from iqalib.analysis.attention import concentration_by_round, weights_vs_mos
+    from iqalib.metrics import MetricWarning
+
+    collapsed = _weights(top=0.95, share=1.0).assign(image=[f"i{k}" for k in range(40)])
+    frames = {0: _round_frame(1), 1: collapsed}
+    with pytest.warns(MetricWarning, match="pred is constant"):  # w1 is constant in the collapsed model
+        by_round = concentration_by_round(None, [0, 1], n_boot=200, known=frames)
+    assert list(by_round["collapsed"]) == ["", "w2"]
+    direct = weights_vs_mos(frames[0], n_boot=200).correlations.loc["concentration"]
+    assert by_round.loc[0, ["srcc", "low", "high"]].tolist() == pytest.approx(direct[["srcc", "low", "high"]].tolist())
+    assert v.attention_claim(None, None, by_round.iloc[1:])["verdict"] == \
+        "untested (attention collapsed or constant in every round)"
+
+
+def _precision_result(fp32, bf16, **extra):
+    arm = lambda srcc, wall: {"rounds": len(srcc), "test_srcc": srcc, "median_srcc": float(np.median(srcc)),  # noqa: E731
+                              "wall_seconds": wall, "head_seconds": wall / 2}
+    return {"profile": "livec", "tolerance": 0.005, "machine": {"cpus": 2}, "load_average_start": [0.5],
+            "arms": {"fp32": arm(fp32, 600.0), "bf16": arm(bf16, 150.0) if bf16 else {"skipped": "no bf16"}},
+            **extra}
+
+
+def test_precision_sentences_weigh_the_srcc_change_against_the_tolerance():
+    close = v.precision_sentences(_precision_result([0.80, 0.82, 0.84], [0.801, 0.823, 0.838]))
+    assert "bf16 autocast gives median test SRCC 0.8230 against fp32's 0.8200 (+0.0030; within the 0.005" in close[0]
+    assert "differ by 0.0020 in the median (largest 0.0030)" in close[0]
+    assert close[1] == ("The run took 2.5 min in bf16 and 10.0 min in fp32 (4.0x), trunk pass included; "
+                        "the head trainings alone 1.2 and 5.0 min.")
+    far = v.precision_sentences(_precision_result([0.80, 0.82, 0.84], [0.80, 0.81, 0.83]))
+    assert "(-0.0100; outside the 0.005 tolerance)" in far[0]
+    assert v.precision_sentences(_precision_result([0.8], None)) == [
+        "bf16 was not trained here: no bf16; `precision: auto` keeps fp32 on this CPU."]
+    assert v.precision_sentences(None) == ["The precision benchmark (bf16 against fp32) was not run on this machine."]
+    busy = v.precision_sentences(_precision_result([0.8], [0.8], load_average_end=[6.0]))
+    assert busy[0].startswith("These rates were measured while other work loaded the machine")

@@ -14,7 +14,9 @@ and highest MOS, :func:`select_images`), the JSON files the seed wrote
 (``selected_images.json``, ``attention_results.json``), and the statistics
 the seed did not compute: stage weights against MOS over the whole test set
 (:func:`weights_vs_mos`), which test its claim that high-quality images
-concentrate their attention on one stage (:func:`claim_verdict`).
+concentrate their attention on one stage (:func:`claim_verdict`), for one
+round's model and, because one trained model is one draw of the training, for
+the model of every round (:func:`concentration_by_round`, :func:`rounds_summary`).
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import json
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -291,15 +293,31 @@ class AttentionStatistics:
     terciles: pd.DataFrame  # index: MOS tercile; mean weights, max weight, concentration, dominant stage
     per_image: pd.DataFrame  # the input plus max_weight, concentration, dominant_stage, mos_tercile
     alpha: float
+    resampling: str = "by image"  # what the bootstrap intervals resample (iqalib.metrics.resampling_unit)
+
+
+def _source_labels(frame: pd.DataFrame, groups) -> np.ndarray | None:
+    """Each image's source from ``groups`` (image -> source), or None where images do not share sources
+    (no groups, an image without a source, or one source per image): then images are resampled."""
+    if groups is None or "image" not in frame:
+        return None
+    labels = frame["image"].map(dict(groups))
+    if labels.isna().any() or labels.nunique() < 2 or labels.nunique() == len(labels):
+        return None
+    return labels.astype(str).to_numpy()
 
 
 def weights_vs_mos(frame: pd.DataFrame, *, n_boot: int = 1000, alpha: float = 0.05,
-                   seed: int = 0) -> AttentionStatistics:
-    """How stage weights vary with MOS over all images of ``frame`` (``mos, w1..w4``).
+                   seed: int = 0, groups=None) -> AttentionStatistics:
+    """How stage weights vary with MOS over all images of ``frame`` (``mos, w1..w4``[, ``image``]).
 
     ``correlations``: Spearman correlation with MOS (and a percentile
-    bootstrap interval over images, :func:`iqalib.metrics.bootstrap_ci`) of
-    each stage weight, of the largest weight and of the :func:`concentration`.
+    bootstrap interval, :func:`iqalib.metrics.bootstrap_ci`) of each stage
+    weight, of the largest weight and of the :func:`concentration`. The
+    bootstrap resamples whole sources where ``groups`` (image -> source, e.g.
+    :func:`iqalib.analysis.significance.source_groups`) gives the images shared
+    ones (images of one photograph are not independent), single images
+    otherwise; ``resampling`` says which.
     ``terciles``: per MOS third, the mean weights, mean largest weight and
     concentration, and the share of images whose largest weight is each stage.
     """
@@ -315,11 +333,14 @@ def weights_vs_mos(frame: pd.DataFrame, *, n_boot: int = 1000, alpha: float = 0.
     per_image["dominant_stage"] = np.array(STAGE_COLUMNS)[weights.argmax(axis=1)]
     per_image["mos_tercile"] = mos_terciles(per_image["mos"])
     mos = per_image["mos"].to_numpy(dtype=np.float64)
+    sources = _source_labels(per_image, groups)
+    too_few = metrics.too_few_sources(sources)
 
     rows = {}
     for column in (*STAGE_COLUMNS, "max_weight", "concentration"):
         values = per_image[column].to_numpy(dtype=np.float64)
-        low, high = metrics.bootstrap_ci(values, mos, "srcc", n_boot=n_boot, alpha=alpha, seed=seed)
+        low, high = (np.nan, np.nan) if too_few else metrics.bootstrap_ci(
+            values, mos, "srcc", n_boot=n_boot, alpha=alpha, seed=seed, groups=sources)
         rows[column] = {"srcc": metrics.srcc(values, mos), "low": low, "high": high}
     correlations = pd.DataFrame.from_dict(rows, orient="index")
     correlations.index.name = "statistic"
@@ -330,7 +351,9 @@ def weights_vs_mos(frame: pd.DataFrame, *, n_boot: int = 1000, alpha: float = 0.
     shares = pd.crosstab(per_image["mos_tercile"], per_image["dominant_stage"], normalize="index")
     for column in STAGE_COLUMNS:
         terciles[f"dominant_{column}"] = shares[column] if column in shares else 0.0
-    return AttentionStatistics(len(per_image), correlations, terciles, per_image, alpha)
+    resampling = metrics.resampling_unit(sources, len(per_image))
+    return AttentionStatistics(len(per_image), correlations, terciles, per_image, alpha,
+                               f"{resampling}: no interval, {too_few}" if too_few else resampling)
 
 
 def claim_verdict(stats: AttentionStatistics) -> str:
@@ -343,13 +366,16 @@ def claim_verdict(stats: AttentionStatistics) -> str:
     """
     row = stats.correlations.loc["concentration"]
     level = round(100 * (1 - stats.alpha))
-    numbers = (f"Spearman(concentration, MOS) = {row['srcc']:+.3f}, {level}% bootstrap CI "
-               f"[{row['low']:+.3f}, {row['high']:+.3f}] over {stats.n_images} test images")
+    interval = (f"{level}% bootstrap CI [{row['low']:+.3f}, {row['high']:+.3f}]"
+                if np.isfinite(row["low"]) and np.isfinite(row["high"]) else "no interval")
+    numbers = f"Spearman(concentration, MOS) = {row['srcc']:+.3f}, {interval} over {stats.n_images} test images"
     top, bottom = stats.terciles.loc["high"], stats.terciles.loc["low"]
     terciles = (f"mean largest stage weight {top['max_weight']:.3f} in the highest MOS third vs "
                 f"{bottom['max_weight']:.3f} in the lowest (uniform attention: {UNIFORM_WEIGHT:.2f})")
     if not np.isfinite(row["srcc"]):
         verdict = "Undecided: the concentration or the MOS is constant, so no correlation can be computed"
+    elif not (np.isfinite(row["low"]) and np.isfinite(row["high"])):
+        verdict = f"Untested: no interval ({stats.resampling})"
     elif row["low"] > 0:
         verdict = "Supported: higher-quality images concentrate their attention on fewer stages"
     elif row["high"] < 0:
@@ -360,3 +386,62 @@ def claim_verdict(stats: AttentionStatistics) -> str:
     if mean_max < UNIFORM_WEIGHT + 0.05:
         terciles += f"; the weights stay close to uniform (mean largest weight {mean_max:.3f})"
     return f"{verdict} ({numbers}; {terciles})."
+
+
+# ------------------------------------------------------------------ every round's model
+
+def concentration_by_round(run_dir: str | Path, rounds: Sequence[int], *, patches: int | None = None,
+                           device: str = "auto", n_boot: int = 1000, alpha: float = 0.05, seed: int = 0,
+                           groups=None, known: Mapping[int, pd.DataFrame] | None = None) -> pd.DataFrame:
+    """Spearman(concentration, MOS) of each round's selected model on that round's own test split.
+
+    One trained model is one draw of the training (its split, its
+    initialisation, its crops), and the seed's claim is about the method, so
+    it has to hold for the models of the rounds, not only for the one looked
+    at in depth. ``known`` maps rounds whose :func:`attention_for_run` frame
+    is already at hand (not recomputed); ``groups`` is passed to
+    :func:`weights_vs_mos`. Index ``round``; columns ``n``, ``srcc``, ``low``,
+    ``high`` (the round's bootstrap interval, NaN with too few sources),
+    ``mean_max_weight`` and ``collapsed`` (the stage the attention collapsed
+    onto, :func:`iqalib.analysis.verdicts.collapsed_stage`, or "").
+    """
+    from iqalib.analysis.verdicts import collapsed_stage
+
+    known = dict(known or {})
+    rows = []
+    for r in rounds:
+        frame = known[r] if r in known else attention_for_run(run_dir, r, patches=patches, device=device)
+        statistics = weights_vs_mos(frame, n_boot=n_boot, alpha=alpha, seed=seed, groups=groups)
+        row = statistics.correlations.loc["concentration"]
+        collapse = collapsed_stage(frame)
+        rows.append({"round": int(r), "n": statistics.n_images, "srcc": float(row["srcc"]),
+                     "low": float(row["low"]), "high": float(row["high"]),
+                     "mean_max_weight": float(statistics.per_image["max_weight"].mean()),
+                     "collapsed": collapse[0] if collapse else ""})
+    if not rows:
+        raise DataError("concentration_by_round: no rounds given")
+    return pd.DataFrame(rows).set_index("round")
+
+
+def rounds_summary(by_round: pd.DataFrame) -> dict:
+    """Spearman(concentration, MOS) over the rounds' models (rows of :func:`concentration_by_round`).
+
+    Rounds whose attention collapsed onto one stage, or whose correlation is
+    undefined, are left out (``left_out``): their weights barely vary, so
+    their correlation measures noise. ``sign_p`` is the two-sided sign test
+    of the remaining correlations against 0
+    (:func:`iqalib.analysis.significance.sign_test`), NaN with too few
+    rounds, with the reason in ``tests_note``.
+    """
+    from iqalib.analysis.significance import sign_test
+
+    usable = by_round[(by_round["collapsed"] == "") & np.isfinite(by_round["srcc"])]
+    values = usable["srcc"].to_numpy(dtype=np.float64)
+    sign_p, note = sign_test(values)
+    empty = not len(values)
+    return {"rounds": len(by_round), "usable": len(values), "left_out": len(by_round) - len(values),
+            "median": np.nan if empty else float(np.median(values)),
+            "min": np.nan if empty else float(values.min()), "max": np.nan if empty else float(values.max()),
+            "positive": int((values > 0).sum()), "negative": int((values < 0).sum()),
+            "interval_above": int((usable["low"] > 0).sum()), "interval_below": int((usable["high"] < 0).sum()),
+            "sign_p": sign_p, "tests_note": note}

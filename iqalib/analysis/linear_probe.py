@@ -136,13 +136,13 @@ def image_means(values: np.ndarray, images: np.ndarray, crops: int) -> np.ndarra
 
 
 # ---------------------------------------------------------------- protocol
-def _fingerprint(config: RunConfig, train, alphas) -> str:
+def _fingerprint(config: RunConfig, train, alphas, trunk: str) -> str:
     """What the probe's results depend on, hashed: data, trunk, crops, rounds, strengths and the code."""
     from iqalib.engine.fit import code_identity
 
     data = dataclasses.asdict(config.data)
     data.pop("image_cache", None)
-    parts = {"version": PROBE_VERSION, "data": data, "trunk_model": config.model.name,
+    parts = {"version": PROBE_VERSION, "data": data, "trunk": trunk,
              "pretrained": str(config.model.pretrained), "rounds": config.train.rounds,
              "crops": max(train.train_patches, train.test_patches), "test_patches": train.test_patches,
              "patch": train.patch_size, "test_crops": train.test_crops, "seed": train.seed,
@@ -182,7 +182,7 @@ def linear_probe(config, *, alphas=ALPHAS, name: str | None = None, force: bool 
     seed_everything(config.train.seed)  # as fit does before it builds the bank: the same bank key
     model = make_model(config, device)
     train = resolved_train(config, model)
-    key = _fingerprint(config, train, alphas)
+    key = _fingerprint(config, train, alphas, model.backbone.name)  # not the head: heads of a trunk share it
     name = name or f"linear_probe_{model.backbone.name}"
     run_dir = Path(config.out_dir) / name
     with run_lock(run_dir):
@@ -202,6 +202,7 @@ def linear_probe(config, *, alphas=ALPHAS, name: str | None = None, force: bool 
             features = stage_averages(feature_bank(model, data, train, device=device).features)
         else:  # the heads fine-tune the trunk and keep no bank: one pass, stage averages only
             features = trunk_stage_averages(model, data, train, crops, device=device)
+        trunk = model.backbone.name  # which heads this probe is the floor of (same trunk)
         del model
         rounds = [_probe_round(config, data, features, crops, train, r, alphas, name)
                   for r in range(config.train.rounds)]
@@ -216,7 +217,8 @@ def linear_probe(config, *, alphas=ALPHAS, name: str | None = None, force: bool 
         table = pd.DataFrame([{"round": r["round"], **r["test"]} for r in rounds])
         summary = metrics.summarize_rounds(table.drop(columns=["round"]))
         atomic_write_json(summary_path, {
-            "name": name, "model": name, "data": rounds[0]["data"], "rounds": len(rounds),
+            "name": name, "model": name, "trunk": trunk,
+            "data": rounds[0]["data"], "rounds": len(rounds),
             "test_per_round": table.to_dict(orient="records"),
             "summary": summary.reset_index().to_dict(orient="records"),
             "median_test_srcc": float(np.median(table["srcc"])),

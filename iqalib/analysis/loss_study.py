@@ -95,7 +95,9 @@ def loss_configs(losses=STUDY_LOSSES, *, out_dir, smart_model: str = "smart_iqa_
 def study_loss_options(losses, loss_options: dict | None, noise: dict | None) -> dict:
     """``loss_options`` with fidelity's ``sigma`` set to the data set's median rater standard
     deviation (:func:`label_noise`) where the profile sets none and the table has standard
-    deviations: one Thurstone scale for every pair, since training batches carry no std."""
+    deviations. Training passes each image's own rater SD to fidelity where every training
+    image has one (:func:`iqalib.engine.fit.rater_std_per_image`); this ``sigma`` is the
+    fallback scale of a split that lacks some."""
     options = {name: dict(value or {}) for name, value in (loss_options or {}).items()}
     sigma = (noise or {}).get("median_rater_std", np.nan)
     if "fidelity" in losses and "sigma" not in options.get("fidelity", {}) and np.isfinite(sigma):
@@ -394,16 +396,10 @@ def noisy_labels_verdict(studies: pd.DataFrame) -> str:
 
 # ------------------------------------------------------------------ claims for the summary
 
-# Claim keys and texts for the summary chapter's table (iqalib.analysis.verdicts.CLAIMS lists the
-# book's claims; these two belong there with chapter "06_losses").
-LOSS_CLAIMS = {
-    "regression_beats_rank": "Plain regression losses beat rank-based ones",
-    "rank_losses_noisy_labels": "Ranking losses help on noisier labels",
-}
-
-
 def loss_claim_rows(summary: pd.DataFrame, studies: pd.DataFrame, alpha: float = 0.05) -> list[dict]:
-    """Rows ``{claim, edition, verdict}`` for :func:`iqalib.analysis.verdicts.record_claims`: the seed's
+    """Rows ``{claim, edition, verdict}`` of the claims ``regression_beats_rank`` and
+    ``rank_losses_noisy_labels`` (:data:`iqalib.analysis.verdicts.CLAIMS`) for
+    :func:`iqalib.analysis.verdicts.record_claims`: the seed's
     conclusion (from :func:`seed_claim_verdict`) and its guess (from :func:`noisy_labels_verdict` on
     ``studies``, never more than an observation here, so its verdict is "untested" with what was seen)."""
     rows = rank_losses_vs_l1(summary, alpha)

@@ -194,9 +194,30 @@ def run_time_table(out_dir: str | Path) -> pd.DataFrame:
     return table
 
 
+def precision_table(results_dir) -> pd.DataFrame | None:
+    """A profile's chapter-3 run in fp32 and bf16 (``benchmarks/precision.py``): SRCC and wall time per precision."""
+    r = read_result(results_dir, "precision")
+    if r is None:
+        return None
+    rows = []
+    for precision, arm in r["arms"].items():
+        if "skipped" in arm:
+            rows.append({"precision": precision, "rounds": 0, "note": arm["skipped"]})
+            continue
+        wall = arm.get("wall_seconds")
+        rows.append({"precision": precision, "rounds": arm["rounds"],
+                     "median test SRCC": round(arm["median_srcc"], 4),
+                     "SRCC range": f"{arm['min_srcc']:.3f} to {arm['max_srcc']:.3f}",
+                     "median test PLCC": round(arm["median_plcc"], 4),
+                     "run wall time (min)": None if wall is None else round(wall / 60, 2),
+                     "head training (min)": round(arm["head_seconds"] / 60, 2), "note": ""})
+    return pd.DataFrame(rows).set_index("precision")
+
+
 TABLES = {"patch_pipeline": patch_pipeline_table, "train_step": train_step_table,
           "head_training": head_training_table, "loader_wait": loader_wait_table,
-          "scoring": scoring_table, "score_memory": score_memory_table, "gpu_step": gpu_step_table}
+          "scoring": scoring_table, "score_memory": score_memory_table, "gpu_step": gpu_step_table,
+          "precision": precision_table}
 
 
 def benchmark_report(results_dir: str | Path, name: str):

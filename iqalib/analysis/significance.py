@@ -126,8 +126,13 @@ def paired_round_differences(run_a, run_b, *, metric: str = "srcc", n_boot: int 
         test = metrics.paired_bootstrap_difference(joined["pred_a"], joined["pred_b"], joined["mos_a"],
                                                    metric=metric, n_boot=n_boot, alpha=alpha, seed=seed + r,
                                                    groups=sources)
+        resampled = metrics.resampling_unit(sources, len(joined))
+        reason = metrics.too_few_sources(sources)
+        if reason:  # a handful of distinct resamples: no interval, no p-value, and the reason
+            test = {**test, "low": np.nan, "high": np.nan, "p_value": np.nan}
+            resampled += f": no test, {reason}"
         rows.append({"a": name_a, "b": name_b, "round": r, "n": len(joined), "metric": metric,
-                     "resampled": metrics.resampling_unit(sources, len(joined)),
+                     "resampled": resampled,
                      "value_a": _metric(metric, joined["pred_a"], joined["mos_a"]),
                      "value_b": _metric(metric, joined["pred_b"], joined["mos_a"]), **test})
     return pd.DataFrame(rows)
@@ -136,6 +141,20 @@ def paired_round_differences(run_a, run_b, *, metric: str = "srcc", n_boot: int 
 def _metric(metric: str, pred, mos) -> float:
     return {"srcc": metrics.srcc, "krcc": metrics.krcc, "plcc": metrics.plcc,
             "plcc_logistic": metrics.plcc_logistic, "rmse": metrics.rmse}[metric](pred, mos)
+
+
+def sign_test(values) -> tuple[float, str]:
+    """Two-sided binomial sign test of ``values`` against 0 (ties dropped) and why it was not run.
+
+    Returns ``(p, "")``, or ``(NaN, reason)`` with fewer than
+    :data:`MIN_ROUNDS_FOR_TESTS` values (:func:`too_few_rounds`).
+    """
+    values = np.asarray(values, dtype=np.float64)
+    note = too_few_rounds("sign_test", len(values))
+    if note:
+        return np.nan, note
+    nonzero = values[values != 0]
+    return (float(stats.binomtest(int((nonzero > 0).sum()), len(nonzero)).pvalue) if len(nonzero) else 1.0), ""
 
 
 def combine_rounds(per_round: pd.DataFrame) -> dict:
@@ -147,25 +166,28 @@ def combine_rounds(per_round: pd.DataFrame) -> dict:
     sign test, ties dropped) and ``wilcoxon_p`` when there are at least
     :data:`MIN_ROUNDS_FOR_TESTS` rounds, else NaN, with the reason in
     ``tests_note`` (:func:`too_few_rounds`; empty when the tests ran), and
-    ``resampled`` (how the per-round bootstraps resampled).
+    ``resampled`` (how the per-round bootstraps resampled). ``rounds_significant``
+    is NaN where no round had a bootstrap test (test images from fewer than
+    :data:`iqalib.metrics.MIN_BOOTSTRAP_SOURCES` sources).
     """
     if per_round.empty:
         raise DataError("combine_rounds: no rounds to combine")
     deltas = per_round["delta"].to_numpy(dtype=np.float64)
     lower_is_better = per_round["metric"].iloc[0] == "rmse"
     wins = deltas < 0 if lower_is_better else deltas > 0
-    nonzero = deltas[deltas != 0]
-    sign_p = wilcoxon_p = np.nan
-    if len(deltas) >= MIN_ROUNDS_FOR_TESTS:
-        sign_p = (float(stats.binomtest(int((nonzero > 0).sum()), len(nonzero)).pvalue)
-                  if len(nonzero) else 1.0)
-        wilcoxon_p = float(stats.wilcoxon(deltas, zero_method="wilcox").pvalue) if len(nonzero) else 1.0
+    sign_p, tests_note = sign_test(deltas)
+    wilcoxon_p = np.nan
+    if not tests_note:
+        wilcoxon_p = float(stats.wilcoxon(deltas, zero_method="wilcox").pvalue) if deltas.any() else 1.0
     return {
         "a": per_round["a"].iloc[0], "b": per_round["b"].iloc[0], "metric": per_round["metric"].iloc[0],
         "rounds": len(deltas), "median_delta": float(np.median(deltas)), "mean_delta": float(deltas.mean()),
-        "a_better": float(wins.mean()), "rounds_significant": float((per_round["p_value"] < 0.05).mean()),
+        "a_better": float(wins.mean()),
+        # NaN where no round could be tested (too few sources: see ``resampled``)
+        "rounds_significant": (float((per_round["p_value"] < 0.05).mean()) if per_round["p_value"].notna().any()
+                               else np.nan),
         "sign_p": sign_p, "wilcoxon_p": wilcoxon_p,
-        "tests_note": too_few_rounds("sign_test", len(deltas)) or "",
+        "tests_note": tests_note,
         "resampled": (", ".join(dict.fromkeys(per_round["resampled"])) if "resampled" in per_round else ""),
     }
 

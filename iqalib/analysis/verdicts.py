@@ -134,6 +134,83 @@ def spread_sentences(results: Mapping) -> list[str]:
     return []
 
 
+def _test_srcc(results: Mapping) -> dict[int, float]:
+    """Test SRCC per round number (``round`` where recorded, else the position)."""
+    return {int(r.get("round", i)): float(r["srcc"]) for i, r in enumerate(results["test_per_round"])}
+
+
+def probe_sentences(runs: Mapping[str, Mapping], probes: Mapping | Sequence[Mapping]) -> list[str]:
+    """Each learned head against the linear probe of its own trunk on the same rounds (same splits,
+    same crops): the floor a hyper network must beat to be worth its parameters.
+
+    ``probes``: one probe's results or several (one per trunk, e.g. ResNet-50 and Swin-B in the koniq
+    edition). A head is set only against a probe of the trunk it reads (its ``model``'s trunk against
+    the probe's ``trunk``); a head without one is named, not compared with another trunk's floor.
+    """
+    probes = [probes] if isinstance(probes, Mapping) else list(probes)
+    probes = [p for p in probes if _test_srcc(p)]
+    if not probes:
+        return []
+    out = []
+    for probe in probes:
+        trunk = f" of {probe['trunk']}" if len(probes) > 1 and probe.get("trunk") else ""
+        out.append(f"The linear probe{trunk} (ridge regression on the frozen trunk's four pooled stages) scores "
+                   f"test SRCC {spread_words(list(_test_srcc(probe).values()))}.")
+    for name, results in runs.items():
+        probe = _probe_of(results, probes)
+        if probe is None:
+            out.append(f"{name} reads another trunk ({_trunk(results)}) than the probe"
+                       f"{'s' if len(probes) > 1 else ''} here, so it is not compared with one.")
+            continue
+        mine, floor = _test_srcc(results), _test_srcc(probe)
+        shared = sorted(set(mine) & set(floor))
+        if not shared:
+            continue
+        deltas = np.array([mine[r] - floor[r] for r in shared])
+        above = int((deltas > 0).sum())
+        if above == len(shared):
+            verdict = "above the probe in every round: the learned head adds to what a linear read-out finds"
+        elif above == 0:
+            verdict = ("below the probe in every round: on this profile the head does not yet earn its "
+                       "parameters over a ridge regression on the same features")
+        else:
+            verdict = (f"above the probe in {above} of {len(shared)} rounds: on this profile the head is not "
+                       "reliably better than a ridge regression on the same features")
+        out.append(f"{name}: median ΔSRCC to the probe {np.median(deltas):+.3f} over {_n(len(shared), 'round')}, "
+                   f"{verdict}.")
+    return out
+
+
+def _trunk(results: Mapping) -> str | None:
+    """The trunk a run's model reads (None when the results name no registered model)."""
+    from iqalib.models import list_models, model_trunk
+
+    model = results.get("model")
+    return model_trunk(model) if model in list_models() else None
+
+
+def _probe_of(results: Mapping, probes: Sequence[Mapping]) -> Mapping | None:
+    """The probe of the run's trunk; with one probe that names no trunk, that probe (older results)."""
+    if len(probes) == 1 and not probes[0].get("trunk"):
+        return probes[0]
+    trunk = _trunk(results)
+    return next((p for p in probes if trunk is not None and p.get("trunk") == trunk), None)
+
+
+def ceiling_sentences(ceilings: pd.DataFrame | None, runs: Mapping[str, Mapping]) -> list[str]:
+    """What the demo's labels allow (:func:`iqalib.data.demo.label_ceilings`) against the best run."""
+    if ceilings is None or not len(ceilings) or not runs:
+        return []
+    best_name, best = max(((name, float(np.median(list(_test_srcc(r).values())))) for name, r in runs.items()),
+                          key=lambda item: item[1])
+    noise, oracle = ceilings["noise_ceiling"].to_numpy(float), ceilings["distortion_oracle"].to_numpy(float)
+    limit = ("the labels are not what holds it back" if best < np.median(noise) - 0.05
+             else "it is close to what the labels allow")
+    return [f"What the labels allow on these test splits: rater noise alone caps SRCC at {spread_words(noise)}; "
+            f"a content-blind oracle that knows each image's distortion and level reaches {spread_words(oracle)}. "
+            f"The best model here, {best_name}, has median {best:.3f}: {limit}."]
+
+
 def prediction_range_sentences(predictions: pd.DataFrame, mos_range: tuple[float, float],
                                name: str = "the model") -> list[str]:
     """Predictions far outside the MOS scale (SRCC, a rank measure, cannot see this; PLCC and RMSE can)."""
@@ -204,10 +281,12 @@ def pair_verdict(row: Mapping) -> str:
         if row["sign_p"] < SIGNIFICANCE:
             return "supported" if sign * row["median_delta"] > 0 else "contradicted"
         return f"not supported (sign test p = {row['sign_p']:.2f})"
-    if row["rounds_significant"] == 1.0 and row["a_better"] in (0.0, 1.0):
+    if row.get("rounds_significant") == 1.0 and row["a_better"] in (0.0, 1.0):
         word = "supported" if row["a_better"] == 1.0 else "contradicted"
         return f"{word} in every round, untested across rounds ({row.get('tests_note') or 'too few rounds'})"
-    return f"not supported ({row.get('tests_note') or 'no consistent difference'})"
+    if row.get("tests_note"):  # too few rounds for a test across them: no verdict either way
+        return f"untested ({row['tests_note']})"
+    return "not supported (no consistent difference)"
 
 
 def comparison_sentences(summary: pd.DataFrame, labels: Mapping[str, str] | None = None,
@@ -220,11 +299,15 @@ def comparison_sentences(summary: pd.DataFrame, labels: Mapping[str, str] | None
         what = changes.get((row["a"], row["b"]))
         rounds = int(row["rounds"])
         won = int(round(row["a_better"] * rounds))
-        significant = int(round(row["rounds_significant"] * rounds))
+        if np.isfinite(row["rounds_significant"]):
+            significant = int(round(row["rounds_significant"] * rounds))
+            bootstrap = (f"bootstrap {row.get('resampled') or 'by image'}: p < {SIGNIFICANCE:g} in {significant} "
+                         f"of {rounds}")
+        else:
+            bootstrap = f"no bootstrap test within a round ({row.get('resampled')})"
         out.append(f"{a} vs {b}" + (f" (changes {what})" if what else "")
                    + f": median ΔSRCC {row['median_delta']:+.3f}, {a} better in {won} of {_n(rounds, 'round')}; "
-                   f"bootstrap {row.get('resampled') or 'by image'}: p < {SIGNIFICANCE:g} in {significant} of "
-                   f"{rounds}; verdict: {pair_verdict(row)}.")
+                   f"{bootstrap}; verdict: {pair_verdict(row)}.")
     return out
 
 
@@ -250,26 +333,11 @@ def collapsed_stage(weights: pd.DataFrame, columns: Sequence[str] = ("w1", "w2",
     return (columns[best], float(shares[best])) if shares[best] > COLLAPSE_SHARE else None
 
 
-def _by_source_interval(weights: pd.DataFrame, statistics, groups) -> tuple[float, float, str] | None:
-    """Spearman(concentration, MOS)'s interval resampling whole sources, when the test images have several."""
-    if groups is None or "image" not in weights:
-        return None
-    from iqalib import metrics
-
-    sources = weights["image"].map(dict(groups))
-    if sources.isna().any() or sources.nunique() < 2 or sources.nunique() == len(sources):
-        return None
-    per_image = statistics.per_image
-    low, high = metrics.bootstrap_ci(per_image["concentration"], per_image["mos"], "srcc", alpha=statistics.alpha,
-                                     groups=sources.to_numpy())
-    return low, high, metrics.resampling_unit(sources.to_numpy())
-
-
-def attention_sentences(weights: pd.DataFrame, statistics, verdict: str, groups=None) -> list[str]:
+def attention_sentences(weights: pd.DataFrame, statistics, verdict: str) -> list[str]:
     """The seed's attention claim: the verdict, or, when attention collapsed, why there is none.
 
-    ``groups`` (image -> source, :func:`iqalib.analysis.significance.source_groups`)
-    adds the interval that resamples whole sources; the verdict then follows it.
+    The verdict follows ``statistics``' intervals, which resample whole sources
+    where the test images share them (:func:`iqalib.analysis.attention.weights_vs_mos`).
     """
     collapse = collapsed_stage(weights)
     n = len(weights)
@@ -279,26 +347,33 @@ def attention_sentences(weights: pd.DataFrame, statistics, verdict: str, groups=
                 f"{round(share * n)} of {n} test images (mean {weights[stage].mean():.3f}). The weights then "
                 "barely vary between images, so their correlation with MOS measures noise: this model cannot "
                 "test the seed's claim, and no verdict is given."]
-    by_source = _by_source_interval(weights, statistics, groups)
-    if by_source is None:
-        return [verdict, f"The bootstrap interval resamples the {n} test images one by one."]
-    low, high, unit = by_source
-    word = "supported" if low > 0 else "contradicted" if high < 0 else "not supported"
-    return [f"Resampled {unit} (images of one source are not independent), the interval of "
-            f"Spearman(concentration, MOS) is [{low:+.3f}, {high:+.3f}]: the seed's claim is {word}.",
-            f"Over single images (the table above) the verdict would read: {verdict}"]
+    unit = statistics.resampling
+    if "no interval" in unit:
+        return [verdict]
+    why = (" (images of one source are not independent)" if unit.startswith("by source")
+           else " (no two test images share a source)")
+    return [verdict, f"The bootstrap intervals resample {unit}{why}."]
 
 
-def attention_claim(weights: pd.DataFrame, statistics, groups=None) -> dict:
-    """The claim row of "high-quality images concentrate their attention" (untested when attention collapsed)."""
+def attention_claim(weights: pd.DataFrame, statistics, by_round: pd.DataFrame | None = None) -> dict:
+    """The claim row of "high-quality images concentrate their attention".
+
+    With ``by_round`` (:func:`iqalib.analysis.attention.concentration_by_round`)
+    the verdict is taken across the rounds' models: a sign test of their
+    Spearman(concentration, MOS) against 0, untested with too few rounds (one
+    model is one draw of the training: a retrained round 0 can land on the
+    other side of zero). Without it, the verdict is one model's (``weights``,
+    ``statistics``), untested
+    when its attention collapsed.
+    """
+    if by_round is not None:
+        return _attention_claim_across_rounds(by_round)
     row = statistics.correlations.loc["concentration"]
     level = round(100 * (1 - statistics.alpha))
-    low, high, unit = row["low"], row["high"], "by image"
-    by_source = _by_source_interval(weights, statistics, groups)
-    if by_source is not None:
-        low, high, unit = by_source
-    edition = (f"Spearman(concentration, MOS) {row['srcc']:+.3f}, {level}% CI [{low:+.3f}, {high:+.3f}] "
-               f"({unit}), {statistics.n_images} images")
+    low, high = row["low"], row["high"]
+    interval = (f"{level}% CI [{low:+.3f}, {high:+.3f}] ({statistics.resampling})"
+                if np.isfinite(low) and np.isfinite(high) else statistics.resampling)
+    edition = f"Spearman(concentration, MOS) {row['srcc']:+.3f}, {interval}, {statistics.n_images} images"
     collapse = collapsed_stage(weights)
     if collapse is not None:
         stage, share = collapse
@@ -306,8 +381,59 @@ def attention_claim(weights: pd.DataFrame, statistics, groups=None) -> dict:
                          f"{share:.0%} of images", f"untested (attention collapsed onto stage {stage[1:]})")
     if not np.isfinite(row["srcc"]):
         return claim_row("attention_concentrates", edition, "untested (constant weights or MOS)")
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return claim_row("attention_concentrates", edition, "untested (too few sources for an interval)")
     verdict = "supported" if low > 0 else "contradicted" if high < 0 else "not supported"
     return claim_row("attention_concentrates", edition, verdict)
+
+
+def _across_rounds_verdict(summary: Mapping, alpha: float = 0.05) -> str:
+    """The attention claim's verdict from :func:`iqalib.analysis.attention.rounds_summary`."""
+    if not summary["usable"]:
+        return "untested (attention collapsed or constant in every round)"
+    if summary["tests_note"]:
+        return f"untested (one model is one draw of the training; across rounds {summary['tests_note']})"
+    if summary["sign_p"] < alpha:
+        return "supported" if summary["median"] > 0 else "contradicted"
+    return f"not supported (sign test p = {summary['sign_p']:.2f})"
+
+
+def _attention_claim_across_rounds(by_round: pd.DataFrame, alpha: float = 0.05) -> dict:
+    from iqalib.analysis.attention import rounds_summary
+
+    summary = rounds_summary(by_round)
+    usable, left_out = summary["usable"], summary["left_out"]
+    edition = (f"Spearman(concentration, MOS) of {usable} round(s)' models"
+               + (f": median {summary['median']:+.3f} (range {summary['min']:+.3f} to {summary['max']:+.3f}), "
+                  f"positive in {summary['positive']}" if usable else "")
+               + (f"; {left_out} round(s) left out (attention collapsed or constant)" if left_out else ""))
+    return claim_row("attention_concentrates", edition, _across_rounds_verdict(summary, alpha))
+
+
+def attention_round_sentences(by_round: pd.DataFrame, alpha: float = 0.05) -> list[str]:
+    """The seed's attention claim across the rounds' models (:func:`_across_rounds_verdict` decides)."""
+    from iqalib.analysis.attention import rounds_summary
+
+    summary = rounds_summary(by_round)
+    usable, rounds = summary["usable"], summary["rounds"]
+    out = []
+    if summary["left_out"]:
+        out.append(f"In {summary['left_out']} of {rounds} rounds the attention collapsed onto one stage (or the "
+                   "correlation is undefined); those models are left out.")
+    if not usable:
+        return out
+    out.append(f"Each round's model on its own test split: Spearman(concentration, MOS) median "
+               f"{summary['median']:+.3f} (range {summary['min']:+.3f} to {summary['max']:+.3f}) over {usable} "
+               f"models, positive in {summary['positive']} of {usable}; its interval lies above 0 in "
+               f"{summary['interval_above']} and below 0 in {summary['interval_below']}.")
+    if 0 < summary["interval_above"] + summary["interval_below"] < usable:
+        out.append("So one model's verdict depends on which training draw it is: the claim is judged across rounds.")
+    verdict = _across_rounds_verdict(summary, alpha)
+    if summary["tests_note"]:
+        out.append(f"Across rounds the claim is {verdict}.")
+    else:
+        out.append(f"Across rounds (sign test p = {summary['sign_p']:.3f}) the claim is {verdict}.")
+    return out
 
 
 # ------------------------------------------------------------------ other chapters
@@ -325,7 +451,18 @@ def cross_dataset_sentences(matrix: pd.DataFrame) -> list[str]:
         out.append(f"Trained on {own['train']}, the model ranks {row['test']} ({row['split']}) with SRCC "
                    f"{row['srcc']:.3f}, against {own['srcc']:.3f} on its own test split "
                    f"({'a drop' if drop > 0 else 'a gain'} of {abs(drop):.3f}).")
+    if _simulated(matrix).any():
+        out.append("The demo set's labels are simulated, so a transfer from or to it measures the gap between "
+                   "simulated and human ratings as much as the model: it tests the code, not the claim that "
+                   "the model transfers between data sets of human ratings.")
     return out
+
+
+def _simulated(matrix: pd.DataFrame) -> pd.Series:
+    """Per row: does it involve simulated labels (its tested set, or the training set of row 0)?"""
+    tested = matrix["synthetic"].fillna(False).astype(bool) if "synthetic" in matrix else pd.Series(
+        False, index=matrix.index)
+    return tested | bool(tested.iloc[0])
 
 
 def cross_dataset_view(matrix: pd.DataFrame) -> pd.DataFrame | None:
@@ -340,9 +477,17 @@ def transfer_claim(matrix: pd.DataFrame) -> dict:
         return claim_row("transfer", f"only {own['test']} present", "untested (one data set)")
     others = matrix.iloc[1:]
     edition = "; ".join(f"{r['test']} {r['srcc']:.3f}" for _, r in others.iterrows())
+    edition = f"SRCC {edition} vs {own['srcc']:.3f} on {own['test']}'s own test split"
+    others = others[~_simulated(matrix).iloc[1:]]  # the claim is about human ratings on both sides
+    if others.empty:
+        return claim_row("transfer", edition, "untested (the demo set's labels are simulated; no pair of "
+                                              "data sets with human ratings)")
     worst = float((own["srcc"] - others["srcc"]).max())
     verdict = "supported" if worst <= TRANSFER_DROP else f"not supported (drop {worst:.2f} > {TRANSFER_DROP:g})"
-    return claim_row("transfer", f"SRCC {edition} vs {own['srcc']:.3f} on {own['test']}'s own test split", verdict)
+    return claim_row("transfer", edition, verdict)
+
+
+MIN_LR_ROUNDS = 3  # rounds per rate before a jump between rates is read as the rate's, not the split's
 
 
 def lr_sentences(sweep: pd.DataFrame, rates: Sequence[float], label: str, epochs: int | None = None) -> list[str]:
@@ -357,9 +502,15 @@ def lr_sentences(sweep: pd.DataFrame, rates: Sequence[float], label: str, epochs
            f"(swept {', '.join(f'{r:g}' for r in medians.index)})."]
     jumps = [(a, b, medians[a], medians[b]) for a, b in zip(medians.index[:-1], medians.index[1:])
              if b / a <= 10 * (1 + 1e-9) and abs(medians[b] - medians[a]) >= LR_JUMP]
+    rounds = int(frame.groupby("rate").size().min())
     for a, b, sa, sb in jumps:
-        out.append(f"Within one decade the rate moves median SRCC from {sa:.2f} (at {a:g}) to {sb:.2f} "
-                   f"(at {b:g}): at this budget training is fragile in its learning rate.")
+        if rounds < MIN_LR_ROUNDS:
+            out.append(f"Within one decade the rate moves SRCC from {sa:.2f} (at {a:g}) to {sb:.2f} (at {b:g}), "
+                       f"but with {_n(rounds, 'round')} per rate a change of split can move SRCC as much "
+                       f"(a verdict needs {MIN_LR_ROUNDS} rounds per rate).")
+        else:
+            out.append(f"Within one decade the rate moves median SRCC from {sa:.2f} (at {a:g}) to {sb:.2f} "
+                       f"(at {b:g}): at this budget training is fragile in its learning rate.")
     if not jumps and len(medians) > 1:
         step = float(np.max(np.abs(np.diff(medians.to_numpy()))))
         out.append(f"Neighbouring rates change median SRCC by at most {step:.2f}.")
@@ -383,6 +534,9 @@ def lr_claim(sweep: pd.DataFrame, rates: Sequence[float]) -> dict:
     edition = f"median SRCC by rate ({rounds} round{'s' if rounds != 1 else ''} each): {edition}"
     if not jumps:
         return claim_row("lr_robust", edition, "untested (no two rates within one decade)")
+    if rounds < MIN_LR_ROUNDS:
+        return claim_row("lr_robust", edition, f"untested ({_n(rounds, 'round')} per rate; a change of split "
+                         f"moves SRCC as much, a verdict needs {MIN_LR_ROUNDS})")
     if max(jumps) >= LR_JUMP:
         return claim_row("lr_robust", edition, f"contradicted (SRCC moves {max(jumps):.2f} within one decade)")
     return claim_row("lr_robust", edition, f"supported (at most {max(jumps):.2f} within one decade)")
@@ -426,12 +580,26 @@ def model_size_sentences(costs: pd.DataFrame, rate: str = "patches_per_s",
     return out
 
 
+def loaded_machine(result: Mapping) -> str | None:
+    """A warning when a benchmark ran while other work held the CPUs (load average above their count)."""
+    cpus = (result.get("machine") or {}).get("cpus") or 1
+    loads = [max(result.get(key) or [0.0]) for key in ("load_average_start", "load_average_end")]
+    if max(loads) <= cpus:
+        return None
+    return (f"These rates were measured while other work loaded the machine (load average up to "
+            f"{max(loads):.1f} on {cpus} CPUs): they show that machine's share, not what it can do; "
+            "`make bench` on a quiet machine measures again.")
+
+
 def performance_sentences(scoring: Mapping | None, engine: pd.DataFrame | None = None) -> list[str]:
     """The scoring benchmark against its ceiling, and the engine's loader wait."""
     out = []
     if scoring is None:
         out.append("The scoring benchmark was not run on this machine.")
     else:
+        busy = loaded_machine(scoring)
+        if busy:
+            out.append(busy)
         rates = scoring["images_per_s"]
         ceiling = scoring["forward_only_images_per_s"]
         above = [name for name, value in rates.items() if value > ceiling]
@@ -459,6 +627,31 @@ def performance_sentences(scoring: Mapping | None, engine: pd.DataFrame | None =
     return out
 
 
+def precision_sentences(result: Mapping | None) -> list[str]:
+    """bf16 autocast against fp32 on one profile's chapter-3 run (``benchmarks/precision.py``)."""
+    if result is None:
+        return ["The precision benchmark (bf16 against fp32) was not run on this machine."]
+    arms, tolerance = result["arms"], float(result.get("tolerance", 0.005))
+    out = [loaded] if (loaded := loaded_machine(result)) else []
+    skipped = arms.get("bf16", {}).get("skipped")
+    if skipped or "fp32" not in arms or "test_srcc" not in arms.get("bf16", {}):
+        return out + [f"bf16 was not trained here: {skipped or 'the benchmark did not finish'}; "
+                      "`precision: auto` keeps fp32 on this CPU."]
+    fp32, bf16 = arms["fp32"], arms["bf16"]
+    diff = bf16["median_srcc"] - fp32["median_srcc"]
+    paired = np.subtract(bf16["test_srcc"], fp32["test_srcc"])
+    within = abs(diff) <= tolerance
+    out.append(f"On {result['profile']}'s chapter-3 run ({fp32['rounds']} rounds), bf16 autocast gives median test "
+               f"SRCC {bf16['median_srcc']:.4f} against fp32's {fp32['median_srcc']:.4f} ({diff:+.4f}; "
+               f"{'within' if within else 'outside'} the {tolerance:g} tolerance); round by round the two differ "
+               f"by {np.median(np.abs(paired)):.4f} in the median (largest {np.abs(paired).max():.4f}).")
+    if fp32.get("wall_seconds") and bf16.get("wall_seconds"):
+        out.append(f"The run took {bf16['wall_seconds'] / 60:.1f} min in bf16 and {fp32['wall_seconds'] / 60:.1f} "
+                   f"min in fp32 ({fp32['wall_seconds'] / bf16['wall_seconds']:.1f}x), trunk pass included; the head "
+                   f"trainings alone {bf16['head_seconds'] / 60:.1f} and {fp32['head_seconds'] / 60:.1f} min.")
+    return out
+
+
 # ------------------------------------------------------------------ the claims table
 
 # The claims the book tests: id -> (claim, chapter stem, the seed's number or statement).
@@ -473,6 +666,11 @@ CLAIMS = {
     "recipe": ("Part of the gain over HyperIQA is the training recipe", "05_ablations", "not tested by the seed"),
     "architecture": ("SMART-IQA's head beats HyperIQA's with the recipe held fixed", "05_ablations",
                      "not tested by the seed"),
+    "regression_beats_rank": ("Plain regression losses (L1, L2) beat rank-based ones", "06_losses",
+                              "SRCC L1 0.9375, L2 0.9373 vs fidelity 0.9315, soft SRCC 0.9313, ranking 0.9292 "
+                              "(KonIQ-10k, SMART-Base, one run each, epoch picked on test)"),
+    "rank_losses_noisy_labels": ("Ranking losses help on noisier labels", "06_losses",
+                                 "a guess in the report's discussion, not tested there"),
     "attention_concentrates": ("High-quality images concentrate their attention on one stage", "07_attention",
                                "shown on 3 images"),
     "transfer": ("The model transfers to other data sets", "08_cross_dataset", "not given"),

@@ -69,6 +69,11 @@ class IQATable:
         return self.frame["mos"].to_numpy(dtype=np.float64)
 
     @property
+    def std(self) -> np.ndarray:
+        """The raters' standard deviation per image, in MOS units (NaN where unknown)."""
+        return self.frame["std"].to_numpy(dtype=np.float64)
+
+    @property
     def has_official_split(self) -> bool:
         return self.frame["split"].notna().all()
 

@@ -52,7 +52,7 @@ from iqalib.engine.interrupt import report_interrupt
 from iqalib.engine.precision import precision_record
 from iqalib.engine.runlock import STAMP, clear_run, remove_temporaries, round_dirs, run_files, run_lock
 from iqalib.errors import ConfigError, IQAError, did_you_mean
-from iqalib.losses import build_loss  # training losses by name: iqalib.losses.list_losses()
+from iqalib.losses import build_loss, loss_info  # training losses by name: iqalib.losses.list_losses()
 from iqalib.models import create_model
 
 
@@ -226,6 +226,7 @@ class PatchSource:
             train=train, seed=tc.seed, test_crops=tc.test_crops,
         )
         self.mean, self.std = model.mean, model.std
+        self.rater_std = None
 
     def loader(self, epoch: int, shuffle: bool, images: np.ndarray | None = None):
         """Batches of the patches of ``images`` (positions in this source; None: all)."""
@@ -264,6 +265,7 @@ class FeatureSource:
         self.first_rows = torch.from_numpy(np.asarray(indices, dtype=np.int64)[:, None] * self.k)
         self.images = torch.arange(len(indices)).repeat_interleave(patches)
         self.scores = torch.as_tensor(np.repeat(np.asarray(scores, np.float32), patches))
+        self.rater_std = None
 
     def rows(self, epoch: int) -> torch.Tensor:
         """Bank rows of this epoch's crops, image-major (``patches`` per image)."""
@@ -350,6 +352,23 @@ def _not_finite(values) -> str | None:
     return str(values[bad][0]) if bad.any() else None
 
 
+def rater_std_per_image(std) -> torch.Tensor | None:
+    """The raters' standard deviations of a split's images for a loss that uses them
+    (``fidelity``), or None where any is unknown (NaN) or not positive: such a loss
+    then falls back to its fixed scale for the whole run, never for some batches only."""
+    std = np.asarray(std, dtype=np.float64)
+    if len(std) == 0 or not np.isfinite(std).all() or (std <= 0).any():
+        return None
+    return torch.tensor(std, dtype=torch.float32)  # a copy: the table's array is read-only
+
+
+def _rater_std(source, images, device) -> torch.Tensor | None:
+    """Per patch: the raters' standard deviation of its image (None where the table has none)."""
+    if source.rater_std is None:
+        return None
+    return source.rater_std[torch.as_tensor(images, dtype=torch.long)].to(device)
+
+
 def train_one_epoch(source, model, optimizer, loss_fn, tc: TrainConfig, epoch: int) -> dict:
     model.train()  # a frozen trunk stays in eval mode (HyperIQA.train)
     distributed.seed_rank_for_epoch(tc.seed, epoch)
@@ -373,8 +392,9 @@ def train_one_epoch(source, model, optimizer, loss_fn, tc: TrainConfig, epoch: i
             raise ConfigError(f"a training step holds a single patch (train.batch_size={source.tc.batch_size} per process) "
                               "and BatchNorm cannot train on a batch of one; raise train.batch_size or "
                               "train.train_patches, or use more training images")
-        pred, target, _ = source.forward(batch)
-        loss = loss_fn(pred, target)
+        pred, target, images = source.forward(batch)
+        std = _rater_std(source, images, pred.device)
+        loss = loss_fn(pred, target) if std is None else loss_fn(pred, target, std)
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"the loss became {loss.item()} at epoch {epoch + 1}; lower train.trunk_lr "
                                    "or set train.grad_clip, then rerun with --force")
@@ -481,6 +501,8 @@ def fit_round(config: RunConfig, data: Data, round_index: int = 0, *, resume: bo
                                   train=(k == "train"), device=device, dtype=dtype)
                    for k in ("train", "val", "test")}
 
+    if loss_info(tc.loss).takes_std:  # e.g. fidelity: Thurstone's scale from the raters' spread
+        sources["train"].rater_std = rater_std_per_image(parts["train"].std)
     runner = torch.compile(model) if tc.compile else model
     for s in sources.values():
         s.model = runner

@@ -3,7 +3,7 @@ from iqalib.models.attention import MultiScaleAttention
 from iqalib.models.backbones import BACKBONES, Backbone, lite0_classifier, lite0_imagenet_state_dict
 from iqalib.models.hyperiqa import HyperIQA, hyperiqa_step_lr
 from iqalib.models.registry import (complexity_table, create_model, list_models, model_complexity,
-                                    model_options, register_model)
+                                    model_options, model_trunk, register_model)
 
 __all__ = [
     "BACKBONES",
@@ -18,5 +18,6 @@ __all__ = [
     "lite0_imagenet_state_dict",
     "model_complexity",
     "model_options",
+    "model_trunk",
     "register_model",
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import functools
 import inspect
 from typing import Callable
 
@@ -40,6 +41,14 @@ def model_options(name: str) -> dict[str, object]:
     builder = _builder(name)
     return {p.name: p.default for p in inspect.signature(builder).parameters.values()
             if p.name != "pretrained" and p.kind is p.KEYWORD_ONLY}
+
+
+@functools.lru_cache(maxsize=None)
+def model_trunk(name: str) -> str:
+    """The trunk (``BACKBONES`` key) that model ``name`` reads, without allocating it (built on the meta
+    device): analyses that compare a model with a probe of a trunk need to know they share it."""
+    with torch.device("meta"):
+        return create_model(name, pretrained=False).backbone.name
 
 
 def create_model(name: str, pretrained=False, **options) -> nn.Module:

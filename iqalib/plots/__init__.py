@@ -17,8 +17,9 @@ __all__ = [
 ]
 # Attention and ablation figures (book-B) are imported below.
 from iqalib.plots.ablation import format_ablation_table, format_comparisons, plot_ablation, plot_rounds  # noqa: E402
-from iqalib.plots.attention import (correlation_table, plot_heatmaps, plot_stage_weights,  # noqa: E402
-                                    plot_weights_vs_mos)
+from iqalib.plots.attention import (correlation_table, plot_concentration_by_round, plot_heatmaps,  # noqa: E402
+                                    plot_stage_weights, plot_weights_vs_mos)
 
 __all__ += ["correlation_table", "format_ablation_table", "format_comparisons", "plot_ablation",
+            "plot_concentration_by_round",
             "plot_heatmaps", "plot_rounds", "plot_stage_weights", "plot_weights_vs_mos"]

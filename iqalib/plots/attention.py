@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
 
@@ -103,9 +104,36 @@ def plot_weights_vs_mos(stats: AttentionStatistics, data_label: str):
 
 
 def correlation_table(stats: AttentionStatistics) -> pd.DataFrame:
-    """Spearman correlations with MOS and their intervals, rounded for display."""
+    """Spearman correlations with MOS and their intervals (the column names say what was
+    resampled), rounded for display."""
     level = round(100 * (1 - stats.alpha))
-    return stats.correlations.rename(columns={"low": f"{level}% CI low", "high": f"{level}% CI high"}).round(3)
+    unit = stats.resampling.split(" (")[0]  # "by source" / "by image"
+    return stats.correlations.rename(columns={"low": f"{level}% CI low ({unit})",
+                                              "high": f"{level}% CI high ({unit})"}).round(3)
 
 
-__all__ = ["HEATMAP_CMAP", "correlation_table", "plot_heatmaps", "plot_stage_weights", "plot_weights_vs_mos"]
+def plot_concentration_by_round(by_round: pd.DataFrame, data_label: str):
+    """Spearman(concentration, MOS) of each round's model with its interval; collapsed rounds in grey."""
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    rounds = by_round.index.to_numpy()
+    srcc = by_round["srcc"].to_numpy(dtype=float)
+    low, high = by_round["low"].to_numpy(dtype=float), by_round["high"].to_numpy(dtype=float)
+    has_interval = np.isfinite(low) & np.isfinite(high)
+    left_out = (by_round["collapsed"] != "").to_numpy()
+    for mask, color, label in ((~left_out, "C0", "round's model"), (left_out, "grey", "attention collapsed")):
+        if not mask.any():
+            continue
+        errors = np.where(has_interval[mask], [srcc[mask] - low[mask], high[mask] - srcc[mask]], 0.0)
+        ax.errorbar(rounds[mask], srcc[mask], yerr=errors, fmt="o", color=color, capsize=3, label=label)
+    ax.axhline(0, color="grey", linestyle="--", linewidth=1)
+    ax.set_xticks(rounds)
+    ax.set_xlabel("round")
+    ax.set_ylabel("Spearman(concentration, MOS)")
+    ax.set_title(f"The claim, model by model (95% intervals) - {data_label}", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+__all__ = ["HEATMAP_CMAP", "correlation_table", "plot_concentration_by_round", "plot_heatmaps",
+           "plot_stage_weights", "plot_weights_vs_mos"]
