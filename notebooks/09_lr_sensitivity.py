@@ -80,8 +80,10 @@ plots.lr_sweep(sweep, rates=rates, label=rate_label);
 
 # %% [markdown]
 # ## What the numbers say
-# Chosen by `iqalib.analysis.verdicts` (fragile: two rates within one decade move median SRCC by 0.2
-# or more); the claim goes to the [summary](11_summary.ipynb).
+# Chosen by `iqalib.analysis.verdicts`. A step between neighbouring rates within one decade
+# counts as fragile when it moves SRCC, compared round by round on the same split, by
+# `verdicts.LR_JUMP` or more the same way in every round: that is the gain the seed reports
+# for SMART-IQA over HyperIQA. The claim goes to the [summary](11_summary.ipynb).
 
 # %%
 verdicts.record_claims(out_dir, "09_lr_sensitivity", [verdicts.lr_claim(sweep, rates)])

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from iqalib.analysis import verdicts as v
 from iqalib.analysis.selection import selection_table
@@ -178,7 +179,8 @@ def test_learning_rate_jump_within_a_decade():
     sweep["best_epoch"] = [1, 3, 2] * 3
     fired = v.lr_sentences(sweep, rates, "head learning rate; trunk frozen")
     assert fired[0].startswith("Best median test SRCC 0.710 at head learning rate 0.01")
-    assert any("from 0.13 (at 0.001) to 0.71 (at 0.01): at this budget training is fragile" in s for s in fired)
+    assert any("from 0.001 to 0.01 the rate moves SRCC by +0.580" in s and "the same way in 3 of 3 rounds: at this "
+               "budget training is fragile" in s for s in fired)
     assert any("At 0.001 a round selected epoch 1" in s for s in fired)
     one_epoch = v.lr_sentences(sweep, rates, "rate", epochs=1)
     assert not any("selected epoch 1" in s for s in one_epoch)
@@ -186,11 +188,43 @@ def test_learning_rate_jump_within_a_decade():
     single = v.lr_sentences(sweep.iloc[:3], rates[:3], "rate")
     assert any("with 1 round per rate a change of split can move SRCC as much" in s for s in single)
     assert not any("fragile" in s for s in single)
-    calm = v.lr_sentences(sweep.assign(srcc=[0.60, 0.71, 0.70] * 3, best_epoch=3), rates, "rate")
-    assert not any("fragile" in s for s in calm) and any("at most 0.11" in s for s in calm)
+    calm = v.lr_sentences(sweep.assign(srcc=[0.70, 0.71, 0.70] * 3, best_epoch=3), rates, "rate")
+    assert not any("fragile" in s for s in calm) and any("at most 0.010" in s for s in calm)
     # two rates more than a decade apart are not "within one decade"
     far = v.lr_sentences(pd.DataFrame({"srcc": [0.13, 0.71], "best_epoch": [2, 2]}), [1e-4, 1e-2], "rate")
-    assert not any("fragile" in s for s in far)
+    assert not any("fragile" in s for s in far) and any("No two swept rates" in s for s in far)
+
+
+def test_learning_rate_steps_are_paired_by_round_and_match_a_direct_computation():
+    rng = np.random.default_rng(3)
+    rates = [1e-4, 3e-4, 1e-3, 1e-1]
+    split = rng.uniform(0.5, 0.9, 7)  # each round's split moves every rate alike
+    effect = {1e-4: 0.0, 3e-4: 0.01, 1e-3: -0.08, 1e-1: 0.0}
+    rows = [{"trunk_lr": r, "round": k, "srcc": split[k] + effect[r] + rng.normal(0, 0.004), "best_epoch": 3}
+            for r in rates for k in range(7)]
+    sweep = pd.DataFrame(rows).sample(frac=1, random_state=0)  # row order must not matter
+    moves = v.lr_moves(sweep, sweep["trunk_lr"])
+    assert [(m.a, m.b) for m in moves.itertuples()] == [(1e-4, 3e-4), (3e-4, 1e-3)]  # 1e-3 -> 1e-1: two decades
+    wide = sweep.pivot(index="round", columns="trunk_lr", values="srcc")
+    for move in moves.itertuples():
+        diffs = (wide[move.b] - wide[move.a]).to_numpy()
+        assert move.delta == pytest.approx(np.median(diffs))
+        assert move.sign_p == pytest.approx(stats.binomtest(int((diffs > 0).sum()), len(diffs)).pvalue)
+    assert moves["fragile"].tolist() == [False, True]  # +0.01 is below LR_JUMP; -0.08 in 7 of 7 rounds
+    claim = v.lr_claim(sweep, sweep["trunk_lr"])["verdict"]
+    assert claim.startswith("contradicted (from 0.0003 to 0.001 SRCC moves -0.0") and "7 of 7 rounds" in claim
+
+
+def test_learning_rate_step_that_the_rounds_disagree_on_is_untested():
+    # 3 rounds: +0.2, +0.2, -0.2 -> median +0.2, but one round moved the other way
+    sweep = pd.DataFrame({"srcc": [0.5, 0.7, 0.5, 0.7, 0.7, 0.5], "round": [0, 0, 1, 1, 2, 2], "best_epoch": 3})
+    rates = [1e-3, 1e-2] * 3
+    moves = v.lr_moves(sweep, rates)
+    assert moves.loc[0, "same_way"] == 2 and not moves.loc[0, "fragile"]
+    assert v.lr_claim(sweep, rates)["verdict"] == (
+        "untested (from 0.001 to 0.01 SRCC moves +0.200, but only 2 of 3 rounds moved that way)")
+    assert any("but only 2 of 3 rounds moved that way: the split moves SRCC as much as the rate" in s
+               for s in v.lr_sentences(sweep, rates, "rate"))
 
 
 def test_cost_inconsistency_is_flagged():
@@ -263,8 +297,10 @@ def test_transfer_lr_and_attention_claims():
     assert v.transfer_claim(three)["verdict"] == "supported"  # decided by the real pair alone
     assert "labels are simulated" not in " ".join(v.cross_dataset_sentences(two.assign(synthetic=False)))
     sweep, rates = _three_rounds([0.13, 0.71], [1e-3, 1e-2])
-    assert v.lr_claim(sweep, rates)["verdict"] == "contradicted (SRCC moves 0.58 within one decade)"
-    assert v.lr_claim(sweep.assign(srcc=[0.65, 0.71] * 3), rates)["verdict"].startswith("supported")
+    assert v.lr_claim(sweep, rates)["verdict"] == (
+        "contradicted (from 0.001 to 0.01 SRCC moves +0.580, the same way in 3 of 3 rounds)")
+    assert v.lr_claim(sweep.assign(srcc=[0.70, 0.71] * 3), rates)["verdict"] == (
+        "supported (at most 0.010 within one decade, below 0.03)")
     assert v.lr_claim(sweep, [1e-4, 1e-2] * 3)["verdict"] == "untested (no two rates within one decade)"
     assert v.lr_claim(sweep.iloc[:2], rates[:2])["verdict"] == (
         "untested (1 round per rate; a change of split moves SRCC as much, a verdict needs 3)")
