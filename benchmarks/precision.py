@@ -12,6 +12,12 @@ goal: within 0.005). Where the probe finds bf16 slower than fp32 (no native
 bf16), bf16 is not trained: emulated bf16 runs about 100x slower, and the
 result says so instead.
 
+``--control`` adds a third arm: fp32 again, on 1 thread instead of the
+machine's threads, reading the fp32 arm's trunk features. Only the order of
+the head's floating-point sums changes, so its SRCC change is the floor that
+any numerics change (bf16 included) moves a run by; the tolerance is read
+against it.
+
 Runs are written to ``--runs`` (default ``runs/bench/precision/<profile>``,
 one folder per precision, never mixed with the book's runs), and so is the
 cache of trunk features (``$IQALIB_CACHE`` is set to ``<runs>/cache``), so
@@ -19,7 +25,7 @@ each precision pays its own trunk pass and the user's cache is not touched.
 A finished run is read back, so an interrupted benchmark continues where it
 stopped.
 The profile defaults to ``livec`` where its data set is present, else ``demo``.
-Run: ``python benchmarks/precision.py [--profile P] [--rounds N] [--epochs N] [--out JSON]``.
+Run: ``python benchmarks/precision.py [--profile P] [--rounds N] [--epochs N] [--control] [--out JSON]``.
 """
 from __future__ import annotations
 
@@ -30,6 +36,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from common import RESULTS, cpu_info, load_average, write_json
 
@@ -53,17 +60,26 @@ def chapter3_keys(profile: str, rounds: int | None, epochs: int | None) -> dict:
             "split_seed": params["split_seed"], "fractions": params["fractions"], "seed": params["seed"], **keys}
 
 
-def measure(keys: dict, precision: str, out: Path) -> dict:
-    config = run_config(f"{keys['model']}_{precision}", out_dir=out, device="cpu", precision=precision,
-                        progress=False, **keys)
-    start = time.perf_counter()
-    results = run_or_load(config)
-    wall = time.perf_counter() - start
+CONTROL = "fp32_1thread"  # the control arm: fp32 on one thread
+
+
+def measure(keys: dict, precision: str, out: Path, threads: int | None = None) -> dict:
+    """Train (or read back) the run in ``precision``; ``threads`` names a control arm run on that many threads."""
+    name = f"{keys['model']}_{precision}" + (f"_{threads}thread" if threads else "")
+    config = run_config(name, out_dir=out, device="cpu", precision=precision, progress=False, **keys)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads or previous)
+    try:
+        start = time.perf_counter()
+        results = run_or_load(config)
+        wall = time.perf_counter() - start
+    finally:
+        torch.set_num_threads(previous)
     rounds = results["round_results"]
     srcc = [r["test"]["srcc"] for r in rounds]
     plcc = [r["test"]["plcc"] for r in rounds]
     head = float(sum(r["train_seconds"] for r in rounds))
-    return {"precision": rounds[0]["precision"]["precision"],
+    return {"precision": rounds[0]["precision"]["precision"], "threads": threads or previous,
             "rounds": len(rounds), "test_srcc": srcc, "test_plcc": plcc,
             "median_srcc": float(np.median(srcc)), "min_srcc": float(np.min(srcc)), "max_srcc": float(np.max(srcc)),
             "median_plcc": float(np.median(plcc)), "head_seconds": head,
@@ -78,6 +94,8 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=None, help="default: the profile's chapter-3 epochs")
     ap.add_argument("--runs", type=Path, default=None, help="run folders (default runs/bench/precision/PROFILE)")
     ap.add_argument("--out", type=Path, default=RESULTS / "precision.json", help="the result JSON")
+    ap.add_argument("--control", action="store_true",
+                    help="also train fp32 on 1 thread: the SRCC change of a numerics change alone")
     args = ap.parse_args(argv)
     if args.profile is None:
         livec = chapter3_keys("livec", None, None)["data_root"]
@@ -101,7 +119,17 @@ def main(argv=None) -> int:
             continue
         result["arms"][precision] = measure(keys, precision, out)
         write_json(args.out, result)
+    if args.control and torch.get_num_threads() < 2:
+        result["arms"][CONTROL] = {"skipped": "torch runs on 1 thread here: the control needs 2 or more "
+                                              "threads to change the order of the sums"}
+    elif args.control:  # after fp32: it reads fp32's cached trunk features
+        result["arms"][CONTROL] = measure(keys, "fp32", out, threads=1)
+        write_json(args.out, result)
     arms = result["arms"]
+    if "test_srcc" in arms.get(CONTROL, {}):
+        diff = np.subtract(arms[CONTROL]["test_srcc"], arms["fp32"]["test_srcc"])
+        result["control_paired_median_srcc_diff"] = float(np.median(diff))
+        result["control_median_srcc_diff"] = arms[CONTROL]["median_srcc"] - arms["fp32"]["median_srcc"]
     if "test_srcc" in arms.get("bf16", {}):
         diff = np.subtract(arms["bf16"]["test_srcc"], arms["fp32"]["test_srcc"])
         result["paired_median_srcc_diff"] = float(np.median(diff))

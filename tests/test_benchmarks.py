@@ -40,7 +40,7 @@ def results(tmp_path_factory):
                                "--no-compile", "--precision", "fp32", "--images", "3", "--workers", "0",
                                "--matmul-size", "256"),
         "precision": run_script("precision", folder / "precision.json", "--profile", "demo", "--rounds", "1",
-                                "--epochs", "1", "--runs", str(folder / "precision_runs")),
+                                "--epochs", "1", "--runs", str(folder / "precision_runs"), "--control"),
     }
 
 
@@ -57,10 +57,19 @@ def test_precision_trains_bf16_only_where_the_probe_finds_it_faster(results):
         assert bf16["skipped"].startswith("the probe finds bf16 slower than fp32")
     # each precision built its trunk features in the benchmark's own folder, not in the user's cache
     assert any((folder / "precision_runs" / "cache" / "features").iterdir())
-    assert sorted(p.name for p in (folder / "precision_runs").iterdir() if p.name != "cache") == \
-        ["hyperiqa_lite0_bf16", "hyperiqa_lite0_fp32"][1 - ("test_srcc" in bf16):]
+    runs = ["hyperiqa_lite0_bf16", "hyperiqa_lite0_fp32", "hyperiqa_lite0_fp32_1thread"]
+    control = p["arms"]["fp32_1thread"]
+    if fp32["threads"] >= 2:  # the control changes the thread count, so it needs two
+        assert control["precision"] == "fp32" and control["threads"] == 1
+        assert p["control_paired_median_srcc_diff"] == pytest.approx(control["test_srcc"][0] - fp32["test_srcc"][0])
+    else:
+        assert control["skipped"].startswith("torch runs on 1 thread here")
+        runs.remove("hyperiqa_lite0_fp32_1thread")
+    if "test_srcc" not in bf16:
+        runs.remove("hyperiqa_lite0_bf16")
+    assert sorted(p.name for p in (folder / "precision_runs").iterdir() if p.name != "cache") == runs
     table = perf.precision_table(folder)
-    assert list(table.index) == ["fp32", "bf16"] and table.loc["fp32", "rounds"] == 1
+    assert list(table.index) == ["fp32", "bf16", "fp32_1thread"] and table.loc["fp32", "rounds"] == 1
 
 
 def test_head_training_measures_both_sides_and_projects_livec(results):

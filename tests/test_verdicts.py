@@ -525,3 +525,19 @@ def test_precision_sentences_weigh_the_srcc_change_against_the_tolerance():
     assert v.precision_sentences(None) == ["The precision benchmark (bf16 against fp32) was not run on this machine."]
     busy = v.precision_sentences(_precision_result([0.8], [0.8], load_average_end=[6.0]))
     assert busy[0].startswith("These rates were measured while other work loaded the machine")
+
+
+def test_precision_control_arm_sets_the_floor_a_numerics_change_moves_a_run_by():
+    result = _precision_result([0.80, 0.82, 0.84], [0.79, 0.83, 0.84])
+    result["arms"]["fp32"]["threads"] = 2
+    result["arms"]["fp32_1thread"] = {"threads": 1, "rounds": 3, "test_srcc": [0.806, 0.817, 0.84],
+                                      "median_srcc": 0.817}
+    sentences = v.precision_sentences(result)
+    assert sentences[1] == ("The control, fp32 again on 1 thread instead of 2 (the same trunk features; only the "
+                            "order of the head's sums changes), moves the median test SRCC by -0.0030 (less than "
+                            "the 0.005 tolerance) and each round by 0.0030 in the median (largest 0.0060).")
+    # bf16 moved the rounds by 0.01, 0.01, 0 (median 0.01): more than the control's 0.003
+    assert sentences[2] == ("So bf16's round-by-round change (0.0100 in the median) is larger than what a change "
+                            "of numerics alone does on this run.")
+    result["arms"]["fp32_1thread"]["test_srcc"] = [0.78, 0.85, 0.84]
+    assert "is within what a change of numerics alone does" in v.precision_sentences(result)[2]

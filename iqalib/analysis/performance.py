@@ -195,7 +195,10 @@ def run_time_table(out_dir: str | Path) -> pd.DataFrame:
 
 
 def precision_table(results_dir) -> pd.DataFrame | None:
-    """A profile's chapter-3 run in fp32 and bf16 (``benchmarks/precision.py``): SRCC and wall time per precision."""
+    """A profile's chapter-3 run in fp32 and bf16 (``benchmarks/precision.py``): SRCC and wall time per precision.
+
+    A ``fp32_1thread`` row is the control arm: fp32 again on one thread (only the order of sums changes).
+    """
     r = read_result(results_dir, "precision")
     if r is None:
         return None
@@ -205,7 +208,7 @@ def precision_table(results_dir) -> pd.DataFrame | None:
             rows.append({"precision": precision, "rounds": 0, "note": arm["skipped"]})
             continue
         wall = arm.get("wall_seconds")
-        rows.append({"precision": precision, "rounds": arm["rounds"],
+        rows.append({"precision": precision, "rounds": arm["rounds"], "threads": arm.get("threads"),
                      "median test SRCC": round(arm["median_srcc"], 4),
                      "SRCC range": f"{arm['min_srcc']:.3f} to {arm['max_srcc']:.3f}",
                      "median test PLCC": round(arm["median_plcc"], 4),

@@ -699,6 +699,18 @@ def precision_sentences(result: Mapping | None) -> list[str]:
                f"SRCC {bf16['median_srcc']:.4f} against fp32's {fp32['median_srcc']:.4f} ({diff:+.4f}; "
                f"{'within' if within else 'outside'} the {tolerance:g} tolerance); round by round the two differ "
                f"by {np.median(np.abs(paired)):.4f} in the median (largest {np.abs(paired).max():.4f}).")
+    control = arms.get("fp32_1thread", {})
+    if "test_srcc" in control:  # fp32 again on one thread: a change of numerics alone
+        floor = np.abs(np.subtract(control["test_srcc"], fp32["test_srcc"]))
+        change = control["median_srcc"] - fp32["median_srcc"]
+        out.append(f"The control, fp32 again on {_n(int(control['threads']), 'thread')} instead of "
+                   f"{fp32.get('threads', 'several')} (the same trunk features; only the order of the head's sums "
+                   f"changes), moves the median test SRCC by {change:+.4f} "
+                   f"({'more' if abs(change) > tolerance else 'less'} than the {tolerance:g} tolerance) and each "
+                   f"round by {np.median(floor):.4f} in the median (largest {floor.max():.4f}).")
+        out.append(f"So bf16's round-by-round change ({np.median(np.abs(paired)):.4f} in the median) is "
+                   + ("larger than" if np.median(np.abs(paired)) > np.median(floor) else "within")
+                   + " what a change of numerics alone does on this run.")
     if fp32.get("wall_seconds") and bf16.get("wall_seconds"):
         out.append(f"The run took {bf16['wall_seconds'] / 60:.1f} min in bf16 and {fp32['wall_seconds'] / 60:.1f} "
                    f"min in fp32 ({fp32['wall_seconds'] / bf16['wall_seconds']:.1f}x), trunk pass included; the head "
