@@ -115,7 +115,9 @@ perf.benchmark_report(results_dir, "head_training")
 # faster (CPUs with AVX512-BF16 or AMX); elsewhere bf16 is emulated and about 100x slower. What that
 # choice does to a real run: chapter 3's run of a profile (`livec` by default) trained in each
 # precision from its own trunk pass, with the same splits and seeds (`benchmarks/precision.py`).
-# The goal: median test SRCC within 0.005 of fp32.
+# The goal: median test SRCC within 0.005 of fp32. A control arm (`--control`) trains fp32 again on
+# one thread: only the order of the sums changes, so it shows how far a change of numerics alone
+# moves the same run, the floor against which bf16's change is read.
 
 # %%
 perf.benchmark_report(results_dir, "precision")
