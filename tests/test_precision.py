@@ -17,9 +17,9 @@ from iqalib.engine.fit import autocast, autocast_dtype
 from iqalib.errors import ConfigError
 from iqalib.models import create_model
 
-FAST = {"size": 512, "fp32_gflops": 99.0, "bf16_gflops": 422.0, "seconds": 0.01, "threads": 1}
-SLOW = {"size": 256, "fp32_gflops": 99.0, "bf16_gflops": 0.8, "seconds": 0.05, "threads": 1}
-TIE = {"size": 512, "fp32_gflops": 99.0, "bf16_gflops": 110.0, "seconds": 0.01, "threads": 1}
+FAST = {"size": 512, "fp32_gflops": 99.0, "bf16_gflops": 422.0, "seconds": 0.01, "threads": 1, "version": precision.PROBE_VERSION}
+SLOW = {"size": 256, "fp32_gflops": 99.0, "bf16_gflops": 0.8, "seconds": 0.05, "threads": 1, "version": precision.PROBE_VERSION}
+TIE = {"size": 512, "fp32_gflops": 99.0, "bf16_gflops": 110.0, "seconds": 0.01, "threads": 1, "version": precision.PROBE_VERSION}
 
 
 @pytest.fixture
@@ -110,6 +110,46 @@ def test_an_unwritable_cache_costs_only_the_cache(fresh, private_cache):
     fresh(FAST)
     with pytest.warns(UserWarning, match="precision probe not cached"):
         assert precision.cpu_probe()["decision"] == "bf16"
+
+
+class FakeMatmul:
+    """torch.mm on a fake clock: fp32 takes ``fp32`` s, bf16 ``cold`` s the first time and ``bf16`` after."""
+
+    def __init__(self, fp32, bf16, cold):
+        self.now, self.fp32, self.bf16, self.cold, self.bf16_calls = 0.0, fp32, bf16, cold, 0
+
+    def clock(self):
+        return self.now
+
+    def __call__(self, a, b):
+        if a.dtype == torch.bfloat16:
+            self.now += self.cold if self.bf16_calls == 0 else self.bf16
+            self.bf16_calls += 1
+        else:
+            self.now += self.fp32
+
+
+def test_a_cold_first_bf16_product_does_not_decide():
+    # AMX: the first bf16 product costs 40x a warm fp32 one (tile set-up, kernel JIT); warm it is 4x faster
+    amx = FakeMatmul(fp32=1e-3, bf16=2.5e-4, cold=40e-3)
+    result = precision.probe_matmul(matmul=amx, clock=amx.clock)
+    assert result["size"] == 512 and result["version"] == precision.PROBE_VERSION
+    assert result["bf16_gflops"] == pytest.approx(4 * result["fp32_gflops"], rel=0.01)
+    assert precision.decide(result) == "bf16"
+    # emulated bf16 (100x slower warm too): stops at the first size after one timed product
+    emulated = FakeMatmul(fp32=1e-3, bf16=0.1, cold=0.1)
+    result = precision.probe_matmul(matmul=emulated, clock=emulated.clock)
+    assert result["size"] == 256 and emulated.bf16_calls == 2 and precision.decide(result) == "fp32"
+
+
+def test_a_cached_probe_of_an_older_version_is_measured_again(fresh):
+    path = precision.cache_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    old = {k: v for k, v in SLOW.items() if k != "version"}  # version 1: timed the cold bf16 product
+    path.write_text(json.dumps({precision.machine_key(): {"cpu": "x", "torch": "y", "flags": [], "probe": old}}))
+    calls = fresh(FAST)
+    entry = precision.cpu_probe()
+    assert entry["source"] == "measured" and entry["decision"] == "bf16" and len(calls) == 1
 
 
 def test_the_real_probe_is_quick_and_sane():
