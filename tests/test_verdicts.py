@@ -225,6 +225,17 @@ def test_learning_rate_step_that_the_rounds_disagree_on_is_untested():
         "untested (from 0.001 to 0.01 SRCC moves +0.200, but only 2 of 3 rounds moved that way)")
     assert any("but only 2 of 3 rounds moved that way: the split moves SRCC as much as the rate" in s
                for s in v.lr_sentences(sweep, rates, "rate"))
+    # rounds that no two rates share pair nothing: no verdict, and no crash
+    apart = pd.DataFrame({"srcc": [0.5, 0.7] * 3, "round": [0, 3, 1, 4, 2, 5], "best_epoch": 3})
+    assert v.lr_claim(apart, rates)["verdict"] == (
+        "untested (neighbouring rates share no round, so no split pairs them)")
+    assert v.lr_sentences(apart, rates, "rate")[1] == (
+        "Neighbouring rates within one decade share no round, so no split pairs them.")
+    # 3 rounds per rate but only 2 shared: two pairs cannot decide, however alike
+    shared_two = pd.DataFrame({"srcc": [0.5, 0.7] * 3, "round": [0, 0, 1, 1, 2, 5], "best_epoch": 3})
+    assert v.lr_claim(shared_two, rates)["verdict"] == (
+        "untested (from 0.001 to 0.01 only 2 rounds pair the two rates, a verdict needs 3)")
+    assert any("but with 2 rounds per rate a change of split" in s for s in v.lr_sentences(shared_two, rates, "rate"))
 
 
 def test_cost_inconsistency_is_flagged():

@@ -537,13 +537,15 @@ def lr_sentences(sweep: pd.DataFrame, rates: Sequence[float], label: str, epochs
     best = medians.idxmax()
     out = [f"Best median test SRCC {medians.max():.3f} at {label.split(';')[0]} {best:g} "
            f"(swept {', '.join(f'{r:g}' for r in medians.index)})."]
-    moves = lr_moves(sweep, rates)
+    steps = lr_moves(sweep, rates)
+    moves = steps.dropna(subset=["delta"])  # NaN: the two rates share no round
     rounds = int(frame.groupby("rate").size().min())
     for move in moves[moves["delta"].abs() >= LR_JUMP].itertuples():
         step = (f"from {move.a:g} to {move.b:g} the rate moves SRCC by {move.delta:+.3f} (median over rounds, "
                 f"paired by split; medians {move.median_a:.3f} and {move.median_b:.3f})")
-        if rounds < MIN_LR_ROUNDS:
-            out.append(f"Within one decade, {step}, but with {_n(rounds, 'round')} per rate a change of split "
+        paired = min(rounds, move.rounds)  # rounds that pair the two rates
+        if paired < MIN_LR_ROUNDS:
+            out.append(f"Within one decade, {step}, but with {_n(paired, 'round')} per rate a change of split "
                        f"can move SRCC as much (a verdict needs {MIN_LR_ROUNDS} rounds per rate).")
         elif move.fragile:
             out.append(f"Within one decade, {step}, the same way in {move.same_way} of {_n(move.rounds, 'round')}: "
@@ -556,6 +558,8 @@ def lr_sentences(sweep: pd.DataFrame, rates: Sequence[float], label: str, epochs
         if len(moves):
             out.append(f"Neighbouring rates within one decade change SRCC by at most {moves['delta'].abs().max():.3f} "
                        f"(median over rounds, paired by split), less than {LR_JUMP:g}.")
+        elif len(steps):
+            out.append("Neighbouring rates within one decade share no round, so no split pairs them.")
         else:
             out.append("No two swept rates lie within one decade of each other.")
     first = frame[frame["best_epoch"] == 1]
@@ -578,6 +582,9 @@ def lr_claim(sweep: pd.DataFrame, rates: Sequence[float]) -> dict:
     edition = f"median SRCC by rate ({rounds} round{'s' if rounds != 1 else ''} each): {edition}"
     if not len(moves):
         return claim_row("lr_robust", edition, "untested (no two rates within one decade)")
+    moves = moves.dropna(subset=["delta"])
+    if not len(moves):
+        return claim_row("lr_robust", edition, "untested (neighbouring rates share no round, so no split pairs them)")
     if rounds < MIN_LR_ROUNDS:
         return claim_row("lr_robust", edition, f"untested ({_n(rounds, 'round')} per rate; a change of split "
                          f"moves SRCC as much, a verdict needs {MIN_LR_ROUNDS})")
@@ -589,6 +596,10 @@ def lr_claim(sweep: pd.DataFrame, rates: Sequence[float]) -> dict:
                          f"{worst['delta']:+.3f}, the same way in {int(worst['same_way'])} of {int(worst['rounds'])} "
                          "rounds)")
     if abs(largest["delta"]) >= LR_JUMP:
+        if largest["rounds"] < MIN_LR_ROUNDS:
+            return claim_row("lr_robust", edition, f"untested (from {largest['a']:g} to {largest['b']:g} only "
+                             f"{_n(int(largest['rounds']), 'round')} pair the two rates, a verdict needs "
+                             f"{MIN_LR_ROUNDS})")
         return claim_row("lr_robust", edition, f"untested (from {largest['a']:g} to {largest['b']:g} SRCC moves "
                          f"{largest['delta']:+.3f}, but only {int(largest['same_way'])} of {int(largest['rounds'])} "
                          "rounds moved that way)")
