@@ -126,14 +126,11 @@ def main(argv=None) -> int:
         result["arms"][CONTROL] = measure(keys, "fp32", out, threads=1)
         write_json(args.out, result)
     arms = result["arms"]
-    if "test_srcc" in arms.get(CONTROL, {}):
-        diff = np.subtract(arms[CONTROL]["test_srcc"], arms["fp32"]["test_srcc"])
-        result["control_paired_median_srcc_diff"] = float(np.median(diff))
-        result["control_median_srcc_diff"] = arms[CONTROL]["median_srcc"] - arms["fp32"]["median_srcc"]
-    if "test_srcc" in arms.get("bf16", {}):
-        diff = np.subtract(arms["bf16"]["test_srcc"], arms["fp32"]["test_srcc"])
-        result["paired_median_srcc_diff"] = float(np.median(diff))
-        result["median_srcc_diff"] = arms["bf16"]["median_srcc"] - arms["fp32"]["median_srcc"]
+    for arm, prefix in (("bf16", ""), (CONTROL, "control_")):  # each arm against fp32, round by round
+        if "test_srcc" in arms.get(arm, {}):
+            diff = np.subtract(arms[arm]["test_srcc"], arms["fp32"]["test_srcc"])
+            result[f"{prefix}paired_median_srcc_diff"] = float(np.median(diff))
+            result[f"{prefix}median_srcc_diff"] = arms[arm]["median_srcc"] - arms["fp32"]["median_srcc"]
     result["load_average_end"] = load_average()
     write_json(args.out, result)
     print(args.out)

@@ -719,8 +719,9 @@ def precision_sentences(result: Mapping | None) -> list[str]:
                    f"changes), moves the median test SRCC by {change:+.4f} "
                    f"({'more' if abs(change) > tolerance else 'less'} than the {tolerance:g} tolerance) and each "
                    f"round by {np.median(floor):.4f} in the median (largest {floor.max():.4f}).")
-        out.append(f"So bf16's round-by-round change ({np.median(np.abs(paired)):.4f} in the median) is "
-                   + ("larger than" if np.median(np.abs(paired)) > np.median(floor) else "within")
+        moved = np.median(np.abs(paired))
+        out.append(f"So bf16's round-by-round change ({moved:.4f} in the median) is "
+                   + ("larger than" if moved > np.median(floor) else "within")
                    + " what a change of numerics alone does on this run.")
     if fp32.get("wall_seconds") and bf16.get("wall_seconds"):
         out.append(f"The run took {bf16['wall_seconds'] / 60:.1f} min in bf16 and {fp32['wall_seconds'] / 60:.1f} "

@@ -105,8 +105,8 @@ def probe_matmul(sizes=PROBE_SIZES, reps: int = PROBE_REPS, *, matmul=torch.mm, 
             matmul(a16, b16)  # warm-up: on AMX the first product pays for setting the tiles up
             bf16 = _seconds(a16, b16, 1, matmul, clock)
             plainly_slower = bf16 > 20 * fp32  # emulated bf16: no need to time it again
-            if not plainly_slower:
-                bf16 = min(bf16, _seconds(a16, b16, reps - 1, matmul, clock)) if reps > 1 else bf16
+            if not plainly_slower and reps > 1:
+                bf16 = min(bf16, _seconds(a16, b16, reps - 1, matmul, clock))
             flops = 2 * size ** 3
             result = {"size": size, "fp32_gflops": round(flops / fp32 / 1e9, 2),
                       "bf16_gflops": round(flops / bf16 / 1e9, 2)}
