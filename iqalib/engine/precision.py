@@ -225,5 +225,9 @@ def autocast_dtype(device: torch.device | str, precision: str) -> torch.dtype | 
 
 
 def precision_record(device: torch.device | str, precision: str) -> dict:
-    """What a run's results record: requested and chosen precision, device, reason, probe."""
-    return {"requested": precision, "device": str(torch.device(device)), **resolve_precision(device, precision)}
+    """What a run's results record: requested and chosen precision, device, reason, probe, and
+    whether subnormals are flushed (:mod:`iqalib.numerics`)."""
+    from iqalib.numerics import denormal_state
+
+    return {"requested": precision, "device": str(torch.device(device)), **resolve_precision(device, precision),
+            "denormals": denormal_state()}

@@ -1,4 +1,5 @@
 """Models: the HyperIQA family by name (``create_model``), trunks, attention, complexity."""
+import iqalib.numerics  # noqa: F401  (flushes subnormals before torch starts its worker threads)
 from iqalib.models.attention import MultiScaleAttention
 from iqalib.models.backbones import BACKBONES, Backbone, lite0_classifier, lite0_imagenet_state_dict
 from iqalib.models.hyperiqa import HyperIQA, hyperiqa_step_lr
