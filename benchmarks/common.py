@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from iqalib.numerics import denormal_state
+
 RESULTS = Path(__file__).resolve().parent / "results"
 CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_tile")
 
@@ -32,6 +34,7 @@ def cpu_info() -> dict:
         "threads": torch.get_num_threads(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "mkldnn": torch.backends.mkldnn.is_available(),
+        "denormals": denormal_state(),  # flushed by iqalib.numerics unless IQALIB_DENORMALS=keep
     }
 
 
