@@ -527,19 +527,24 @@ def lr_moves(sweep: pd.DataFrame, rates: Sequence[float]) -> pd.DataFrame:
                                        "sign_p", "fragile"])
 
 
+def _by_rate(sweep: pd.DataFrame, rates: Sequence[float]) -> tuple[pd.DataFrame, pd.Series, int]:
+    """The sweep with its ``rate`` column, median SRCC per rate (ascending rate), fewest rounds of a rate."""
+    frame = sweep.assign(rate=np.asarray(rates, dtype=float))
+    medians = frame.groupby("rate")["srcc"].median().sort_index()
+    return frame, medians, int(frame.groupby("rate").size().min())
+
+
 def lr_sentences(sweep: pd.DataFrame, rates: Sequence[float], label: str, epochs: int | None = None) -> list[str]:
     """Best rate, each rate step within one decade that moves SRCC by >= :data:`LR_JUMP`, epoch-1 selections.
 
     ``epochs`` (when known) of 1 silences the epoch-1 rule: there was no other epoch to select.
     """
-    frame = sweep.assign(rate=np.asarray(rates, dtype=float))
-    medians = frame.groupby("rate")["srcc"].median().sort_index()
+    frame, medians, rounds = _by_rate(sweep, rates)
     best = medians.idxmax()
     out = [f"Best median test SRCC {medians.max():.3f} at {label.split(';')[0]} {best:g} "
            f"(swept {', '.join(f'{r:g}' for r in medians.index)})."]
     steps = lr_moves(sweep, rates)
     moves = steps.dropna(subset=["delta"])  # NaN: the two rates share no round
-    rounds = int(frame.groupby("rate").size().min())
     for move in moves[moves["delta"].abs() >= LR_JUMP].itertuples():
         step = (f"from {move.a:g} to {move.b:g} the rate moves SRCC by {move.delta:+.3f} (median over rounds, "
                 f"paired by split; medians {move.median_a:.3f} and {move.median_b:.3f})")
@@ -572,13 +577,11 @@ def lr_sentences(sweep: pd.DataFrame, rates: Sequence[float], label: str, epochs
 def lr_claim(sweep: pd.DataFrame, rates: Sequence[float]) -> dict:
     """The claim row of "not fragile in its learning rate": contradicted by a rate step within one decade
     that moves SRCC by :data:`LR_JUMP` or more the same way in every round (:func:`lr_moves`)."""
-    frame = sweep.assign(rate=np.asarray(rates, dtype=float))
-    medians = frame.groupby("rate")["srcc"].median().sort_index()
+    _, medians, rounds = _by_rate(sweep, rates)
     edition = ", ".join(f"{rate:g}: {value:.3f}" for rate, value in medians.items())
     if len(medians) < 2:
         return claim_row("lr_robust", edition, "untested (one rate)")
     moves = lr_moves(sweep, rates)
-    rounds = int(frame.groupby("rate").size().min())
     edition = f"median SRCC by rate ({rounds} round{'s' if rounds != 1 else ''} each): {edition}"
     if not len(moves):
         return claim_row("lr_robust", edition, "untested (no two rates within one decade)")
