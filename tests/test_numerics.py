@@ -1,6 +1,7 @@
 """Subnormals are flushed to zero in every torch thread once iqalib's models or engine are
 imported (iqalib.numerics); each case runs in a fresh interpreter, since the bits are per thread
 and torch's workers copy them when they start."""
+import os
 import platform
 import subprocess
 import sys
@@ -17,8 +18,6 @@ pytestmark = pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "am
 
 
 def _state(module="iqalib.models", before="pass", env=None) -> subprocess.CompletedProcess:
-    import os
-
     return subprocess.run([sys.executable, "-c", STATE.format(module=module, before=before)],
                           capture_output=True, text=True, timeout=300,
                           env={**os.environ, **(env or {})})

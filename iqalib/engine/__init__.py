@@ -1,5 +1,4 @@
 """Training engine: fit (rounds, selection on validation), feature cache, checkpoints, scoring."""
-import iqalib.numerics  # noqa: F401  (flushes subnormals before torch starts its worker threads)
 from iqalib.engine.fit import fit, fit_round, prepare_data
 from iqalib.engine.score import load_trained, predict, score_paths
 

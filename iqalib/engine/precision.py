@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from iqalib.errors import ConfigError, OutputError
+from iqalib.numerics import denormal_state
 
 ENV = "IQALIB_CPU_PRECISION"
 CACHE_FILE = "precision.json"
@@ -227,7 +228,5 @@ def autocast_dtype(device: torch.device | str, precision: str) -> torch.dtype | 
 def precision_record(device: torch.device | str, precision: str) -> dict:
     """What a run's results record: requested and chosen precision, device, reason, probe, and
     whether subnormals are flushed (:mod:`iqalib.numerics`)."""
-    from iqalib.numerics import denormal_state
-
     return {"requested": precision, "device": str(torch.device(device)), **resolve_precision(device, precision),
             "denormals": denormal_state()}
