@@ -92,6 +92,22 @@ def test_another_cpu_or_torch_version_probes_again(fresh, monkeypatch):
     assert len(saved) == 2  # both machines kept
 
 
+def test_a_probe_taken_under_an_instruction_set_limit_is_not_used_without_it(fresh, monkeypatch):
+    # e.g. ONEDNN_MAX_CPU_ISA=AVX2 on an AMX CPU makes bf16 slow; the same CPU without it is fast.
+    for name in precision.ISA_LIMITS:
+        monkeypatch.delenv(name, raising=False)
+    usual = precision.machine_key()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    calls = fresh(SLOW)
+    assert precision.cpu_probe()["decision"] == "fp32"
+    assert precision.cpu_identity()["isa_limits"] == {"ONEDNN_MAX_CPU_ISA": "AVX2"}
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    assert precision.machine_key() == usual and "isa_limits" not in precision.cpu_identity()
+    fresh(FAST)
+    assert precision.cpu_probe()["decision"] == "bf16"
+    assert calls == [SLOW, FAST]
+
+
 @pytest.mark.parametrize("damage", ["{not json", "[1, 2]", '{"k": {"probe": {"fp32_gflops": "x"}}}', ""])
 def test_a_damaged_cache_is_measured_again_and_rewritten(fresh, damage):
     path = precision.cache_path()

@@ -39,13 +39,18 @@ PROBE_REPS = 3
 PROBE_VERSION = 2
 # The flags that decide bf16 and matmul speed; the cache key holds the whole flag set.
 SPEED_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_tile")
+# Variables that stop torch, oneDNN or MKL from using what the CPU has (e.g. AMX): a probe taken
+# under them says nothing about the same CPU without them, so they are part of the cache key.
+ISA_LIMITS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS",
+              "MKL_CBWR", "ONEDNN_DEFAULT_FPMATH_MODE")
 
 _memo: dict[str, dict] = {}  # per process: key -> probe result
 
 
 # ------------------------------------------------------------------ the machine
 def cpu_identity() -> dict:
-    """CPU model name, its flags (sorted), torch version: what a probe result depends on."""
+    """CPU model name, its flags (sorted), torch version and any :data:`ISA_LIMITS` set: what a
+    probe result depends on."""
     model, flags = "", []
     try:
         text = Path("/proc/cpuinfo").read_text()
@@ -58,8 +63,12 @@ def cpu_identity() -> dict:
             model = value.strip()
         elif key in ("flags", "Features") and not flags:
             flags = sorted(set(value.split()))
-    return {"model": model or platform.processor() or platform.machine(), "flags": flags,
-            "torch": torch.__version__}
+    identity = {"model": model or platform.processor() or platform.machine(), "flags": flags,
+                "torch": torch.__version__}
+    limits = {name: os.environ[name] for name in ISA_LIMITS if os.environ.get(name)}
+    if limits:  # absent when unset, so that the usual key stays what it was
+        identity["isa_limits"] = limits
+    return identity
 
 
 def machine_key(identity: dict | None = None) -> str:
