@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from iqalib.engine.precision import isa_limits
 from iqalib.numerics import denormal_state
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -33,6 +34,7 @@ def cpu_info() -> dict:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "isa_limits": isa_limits(),  # e.g. ONEDNN_MAX_CPU_ISA=AVX2: this CPU measured as a lesser one
         "mkldnn": torch.backends.mkldnn.is_available(),
         "denormals": denormal_state(),  # flushed by iqalib.numerics unless IQALIB_DENORMALS=keep
     }

@@ -10,11 +10,11 @@ instead, as TensorFlow and XLA do by default on CPUs.
 
 The bits belong to each thread, and torch's worker threads copy them from
 the main thread when they start: so :func:`flush_denormals` runs when
-:mod:`iqalib.models` is imported (as the engine, the analyses and the CLI's
-commands do), before torch's first parallel operation starts the workers. In a process that computed
-with torch before importing iqalib only the main thread flushes;
-:func:`denormal_state` says so (``"main thread only"``) and every run
-records it. ``IQALIB_DENORMALS=keep`` leaves IEEE subnormals alone.
+:mod:`iqalib.models` is imported (as the engine, the analyses and the
+CLI's commands do), before torch's first parallel operation starts the
+workers. In a process that computed with torch before importing iqalib only
+the main thread flushes; :func:`denormal_state` says so (``"main thread
+only"``) and every run records it. ``IQALIB_DENORMALS=keep`` leaves IEEE subnormals alone.
 """
 from __future__ import annotations
 

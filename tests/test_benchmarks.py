@@ -115,6 +115,8 @@ def test_performance_tables_read_the_scripts_json(results):
     assert perf.gpu_step_table(folder).index[0] == "cpu"
     assert perf.patch_pipeline_table(folder) is None  # not run into this folder: reported as missing
     assert "CPUs" in perf.machine_line(perf.read_result(folder, "head_training"))
+    limited = {"machine": {"model_name": "x", "cpus": 2, "isa_limits": {"ONEDNN_MAX_CPU_ISA": "AVX2"}}}
+    assert perf.machine_line(limited) == "x, 2 CPUs, torch ?; limited by ONEDNN_MAX_CPU_ISA=AVX2"
 
 
 def test_engine_log_table_summarises_the_runs_own_history(tmp_path):

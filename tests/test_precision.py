@@ -101,6 +101,8 @@ def test_a_probe_taken_under_an_instruction_set_limit_is_not_used_without_it(fre
     calls = fresh(SLOW)
     assert precision.cpu_probe()["decision"] == "fp32"
     assert precision.cpu_identity()["isa_limits"] == {"ONEDNN_MAX_CPU_ISA": "AVX2"}
+    assert json.loads(precision.cache_path().read_text())[precision.machine_key()]["isa_limits"] == {
+        "ONEDNN_MAX_CPU_ISA": "AVX2"}
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
     assert precision.machine_key() == usual and "isa_limits" not in precision.cpu_identity()
     fresh(FAST)

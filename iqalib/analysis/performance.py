@@ -29,6 +29,8 @@ def machine_line(result: dict | None) -> str:
     machine = result.get("machine") or {}
     cpu = machine.get("model_name") or machine.get("processor") or result.get("device", "?")
     parts = [f"{cpu}, {machine.get('cpus', '?')} CPUs, torch {machine.get('torch', result.get('torch', '?'))}"]
+    if machine.get("isa_limits"):  # the CPU was measured as a lesser one
+        parts.append("limited by " + " ".join(f"{k}={v}" for k, v in sorted(machine["isa_limits"].items())))
     if "load_average_start" in result:
         parts.append(f"1-min load average {result['load_average_start'][0]} at the start")
     return "; ".join(parts)

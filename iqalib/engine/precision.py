@@ -65,10 +65,15 @@ def cpu_identity() -> dict:
             flags = sorted(set(value.split()))
     identity = {"model": model or platform.processor() or platform.machine(), "flags": flags,
                 "torch": torch.__version__}
-    limits = {name: os.environ[name] for name in ISA_LIMITS if os.environ.get(name)}
+    limits = isa_limits()
     if limits:  # absent when unset, so that the usual key stays what it was
         identity["isa_limits"] = limits
     return identity
+
+
+def isa_limits() -> dict[str, str]:
+    """The :data:`ISA_LIMITS` set in the environment, by name."""
+    return {name: os.environ[name] for name in ISA_LIMITS if os.environ.get(name)}
 
 
 def machine_key(identity: dict | None = None) -> str:
@@ -178,6 +183,8 @@ def cpu_probe(*, refresh: bool = False, probe=None) -> dict:
         measured = (probe or probe_matmul)()
         entry = {"cpu": identity["model"], "torch": identity["torch"],
                  "flags": [f for f in SPEED_FLAGS if f in identity["flags"]], "probe": measured}
+        if "isa_limits" in identity:  # says why the file holds a second entry for the same CPU
+            entry["isa_limits"] = identity["isa_limits"]
         cached[key] = entry
         from iqalib.engine.checkpoint import atomic_write_json
 
