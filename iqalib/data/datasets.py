@@ -119,9 +119,17 @@ def find_image(folder: Path, name: str) -> str:
     split="no official split: seeded random splits of images",
     folder="ChallengeDB_release",
 )
-def load_livec(root: Path, *, keep_training_examples: bool = False, check_files: bool = True,
-               on_error: str = "raise") -> IQATable:
-    """LIVE-C from its release folder; drops t1..t7 by convention (1,162 images)."""
+def load_livec(root: Path, *, keep_training_examples: bool = False, subset: str = "all",
+               check_files: bool = True, on_error: str = "raise") -> IQATable:
+    """LIVE-C from its release folder; drops t1..t7 by convention (1,162 images).
+
+    ``subset``: ``"all"``; ``"embedded"``, the 627 original JPEGs that ship with iqalib
+    (data set ``livec_jpeg``); ``"held_out"``, the other 535 (BMP in the release), the
+    untouched test set of anything trained on the embedded ones.
+    """
+    if subset not in LIVEC_SUBSETS:
+        raise ConfigError(f"subset={shown(subset)} for livec; choose one of {list(LIVEC_SUBSETS)}"
+                          f"{did_you_mean(str(subset), LIVEC_SUBSETS)}")
     from scipy.io import loadmat
 
     data = root / "Data"
@@ -141,9 +149,40 @@ def load_livec(root: Path, *, keep_training_examples: bool = False, check_files:
         else f"Images/{find_image(images, n)}"
         for n, t in zip(frame["image"], training[frame.index])
     ]
+    if subset != "all":  # the release lists the originals as .JPG and the rest as .bmp
+        original = pd.Series([n.lower().endswith(".jpg") for n in names], index=training.index)[frame.index]
+        frame = frame[original if subset == "embedded" else ~original]
     return make_table(frame, name="livec", root=root, source=data / "AllMOS_release.mat",
                       mos_range=(0.0, 100.0), check_files=check_files, on_error=on_error,
                       citation=DATASETS["livec"].citation)
+
+
+LIVEC_SUBSETS = ("all", "embedded", "held_out")
+EMBEDDED_LIVEC = Path(__file__).resolve().parent / "livec_jpeg"  # see iqalib.data.livec_jpeg
+
+
+@register_dataset(
+    "livec_jpeg",
+    title="LIVE-C's 627 original phone JPEGs (real photographs, embedded in iqalib)",
+    layout="""
+        ships inside iqalib (iqalib/data/livec_jpeg/), nothing to download:
+          Images/*.JPG   627 of LIVE-C's rated images, the phones' JPEG files byte for byte
+          scores.csv     image,mos,std  (MOS 0-100, higher is better)
+          NOTICE.txt     the University of Texas at Austin notice, in full
+          SHA256SUMS     checksums of every file
+    """,
+    citation="D. Ghadiyaram and A. C. Bovik, Massive Online Crowdsourced Study of Subjective "
+    "and Objective Picture Quality, IEEE TIP 25(1), 2016.",
+    split="no official split: seeded random splits of images (each image is its own photograph)",
+    folder="livec_jpeg",
+)
+def load_livec_jpeg(root: Path = EMBEDDED_LIVEC, *, check_files: bool = True,
+                    on_error: str = "raise") -> IQATable:
+    """The embedded LIVE-C originals; ``root`` may name another copy of the folder."""
+    source = root / "scores.csv"
+    return make_table(read_csv_table(source), name="livec_jpeg", root=root, source=source,
+                      mos_range=(0.0, 100.0), check_files=check_files, on_error=on_error,
+                      citation=DATASETS["livec_jpeg"].citation)
 
 
 def _mat_vector(loadmat, path: Path, key: str) -> np.ndarray:
