@@ -367,17 +367,38 @@ def test_cache_is_invalidated_when_a_file_changes(photo_files, tmp_path, count_d
     np.testing.assert_array_equal(new[0], decode_image(photo_files[0]))
 
 
-def test_damaged_cache_is_rebuilt(photo_files, tmp_path, count_decodes):
+@pytest.mark.parametrize("damage", ["same_size_random_bytes", "truncated", "index_garbled", "index_pipe",
+                                    "data_pipe"])
+def test_a_cache_that_does_not_match_its_record_is_rebuilt_with_one_line(photo_files, tmp_path, count_decodes,
+                                                                        damage):
     cache = tmp_path / "cache"
     first = ImageStore.build(photo_files, cache=cache)
-    folder = first.path
+    folder, nbytes = first.path, first.nbytes
     del first
-    with open(folder / "images.u8", "r+b") as f:  # cut short, as by a full disk
-        f.truncate(10)
-    again = ImageStore.build(photo_files, cache=cache)
+    data, index = folder / "images.u8", folder / "index.json"
+    if damage == "same_size_random_bytes":  # the size check alone would trust this
+        data.write_bytes(np.random.default_rng(0).integers(0, 256, nbytes, dtype=np.uint8).tobytes())
+        why = "does not match its checksum"
+    elif damage == "truncated":
+        with open(data, "r+b") as f:
+            f.truncate(10)
+        why = f"holds 10 bytes where its index lists {nbytes}"
+    elif damage == "index_garbled":
+        index.write_text("{not json")
+        why = "unreadable index"
+    else:
+        target = index if damage == "index_pipe" else data
+        target.unlink()
+        os.mkfifo(target)  # opening a pipe for reading would wait forever for a writer
+        why = f"{target.name} is not a regular file"
+    with pytest.warns(UserWarning, match=f"image cache .*{folder.name}: .*{why}.*decoding the images again"):
+        again = ImageStore.build(photo_files, cache=cache)
     assert len(count_decodes) == 8
-    np.testing.assert_array_equal(again[3], decode_image(photo_files[3]))
-    third = ImageStore.build(photo_files, cache=cache)  # the repaired cache is used
+    for i, path in enumerate(photo_files):
+        np.testing.assert_array_equal(again[i], decode_image(path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the rebuilt cache is trusted again, silently
+        third = ImageStore.build(photo_files, cache=cache)
     assert third.on_disk and len(count_decodes) == 8
 
 

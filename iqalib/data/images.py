@@ -38,6 +38,7 @@ import re
 import shutil
 import stat
 import warnings
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,8 +52,9 @@ from iqalib.errors import ConfigError, DataError, ImageError
 # Far above any IQA data set (SPAQ originals are ~4000x3000 = 12 MP) yet small
 # enough that a forged header cannot make us allocate gigabytes.
 DEFAULT_MAX_PIXELS = 64_000_000
-# Bump when decoding conventions change: it invalidates the on-disk caches.
-STORE_FORMAT = 1
+# Bump when decoding conventions or the cache's index change: it invalidates the on-disk caches.
+STORE_FORMAT = 2
+_CHECKSUM_BLOCK = 1 << 24
 
 
 def cache_root() -> Path:
@@ -338,7 +340,7 @@ class ImageStore:
         if cache is not None:
             base = cache_root() / "images" if cache == "auto" else Path(cache)
             folder = base / _cache_key(paths, settings)
-            store = cls._open_cached(folder)
+            store = cls._open_cached(folder, say_why=True)
             if store is not None:
                 return _report_failures(store, paths, on_error)
         arrays, failed = _decode_all(paths, settings, workers, progress)
@@ -349,22 +351,32 @@ class ImageStore:
         return _report_failures(store, paths, on_error)
 
     @classmethod
-    def _open_cached(cls, folder: Path) -> "ImageStore | None":
-        index = folder / "index.json"
-        data = folder / "images.u8"
-        if not (index.is_file() and data.is_file()):
-            return None
-        try:
-            meta = json.loads(index.read_text())
-            layout = _Layout(np.asarray(meta["offsets"], np.int64),
-                             np.asarray(meta["shapes"], np.int64).reshape(-1, 2))
-            if data.stat().st_size != layout.nbytes:
-                return None
-            buffer = np.memmap(data, dtype=np.uint8, mode="r", shape=(layout.nbytes,))
-        except (ValueError, KeyError, OSError):
-            return None  # a damaged cache is rebuilt, never trusted
-        failed = {int(k): v for k, v in meta.get("failed", {}).items()}
-        return cls(buffer, layout, failed, path=folder)
+    def _open_cached(cls, folder: Path, *, say_why: bool = False) -> "ImageStore | None":
+        """The cached store in ``folder``, or None (with a one-line warning why, when ``say_why``
+        and a cache was there) when it is absent, not made of regular files, or does not match
+        the shapes and checksum its index records: a damaged cache is rebuilt, never trusted."""
+        why = _cache_problem(folder)
+        if why is None:
+            try:
+                meta = json.loads((folder / "index.json").read_text())
+                layout = _Layout(np.asarray(meta["offsets"], np.int64),
+                                 np.asarray(meta["shapes"], np.int64).reshape(-1, 2))
+                data = folder / "images.u8"
+                if meta.get("format") != STORE_FORMAT:
+                    why = "was written by another version of iqalib"
+                elif data.stat().st_size != layout.nbytes or meta.get("nbytes") != layout.nbytes:
+                    why = f"holds {data.stat().st_size} bytes where its index lists {layout.nbytes}"
+                elif _checksum(data) != meta.get("crc32"):
+                    why = "does not match its checksum (edited or damaged)"
+                else:
+                    buffer = np.memmap(data, dtype=np.uint8, mode="r", shape=(layout.nbytes,))
+                    failed = {int(k): v for k, v in meta.get("failed", {}).items()}
+                    return cls(buffer, layout, failed, path=folder)
+            except (ValueError, KeyError, TypeError, OSError) as exc:
+                why = f"has an unreadable index ({type(exc).__name__})"
+        if say_why and why != _ABSENT:
+            warnings.warn(f"image cache {folder}: {why}; decoding the images again", stacklevel=3)
+        return None
 
     @classmethod
     def _write_cache(cls, store: "ImageStore", folder: Path) -> "ImageStore":
@@ -374,6 +386,8 @@ class ImageStore:
             store._buffer.tofile(tmp / "images.u8")
             meta = {
                 "format": STORE_FORMAT,
+                "nbytes": store._layout.nbytes,
+                "crc32": _checksum(tmp / "images.u8"),
                 "offsets": store._layout.offsets.tolist(),
                 "shapes": store._layout.shapes.tolist(),
                 "failed": {str(k): v for k, v in store.failed.items()},
@@ -397,6 +411,34 @@ class ImageStore:
             shutil.rmtree(tmp, ignore_errors=True)
         cached = cls._open_cached(folder)
         return cached if cached is not None else store
+
+
+_ABSENT = "absent"
+
+
+def _cache_problem(folder: Path) -> str | None:
+    """Why ``folder`` cannot be a cache (None when its two files are regular files)."""
+    found = []
+    for name in ("index.json", "images.u8"):
+        try:
+            mode = os.stat(folder / name).st_mode
+        except OSError:
+            continue
+        if not stat.S_ISREG(mode):  # a pipe would block the read forever; a device is no cache
+            return f"{name} is not a regular file"
+        found.append(name)
+    if len(found) < 2:
+        return _ABSENT if not found else f"lacks {({'index.json', 'images.u8'} - set(found)).pop()}"
+    return None
+
+
+def _checksum(path: Path) -> int:
+    """CRC-32 of a file (about 1 GB/s): catches a cache whose bytes changed since it was written."""
+    crc = 0
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(_CHECKSUM_BLOCK), b""):
+            crc = zlib.crc32(block, crc)
+    return crc
 
 
 def _cache_key(paths: Sequence[Path], settings: dict) -> str:
