@@ -56,10 +56,19 @@ def make_images(folder: Path, n: int, size: tuple[int, int] = (512, 384), seed: 
 
 
 def make_checkpoint(path: Path, patch_size: int = 224, model_name: str = "smart_iqa_lite0") -> Path:
-    """An iqalib checkpoint of an untrained model that scores ``patch_size`` crops."""
-    from iqalib.engine.checkpoint import save_untrained_checkpoint
+    """An iqalib checkpoint of an untrained model (seed 0) that scores ``patch_size`` crops."""
+    import torch
 
-    return save_untrained_checkpoint(path, model_name, patch_size=patch_size)
+    from iqalib.engine.card import untrained_card
+    from iqalib.engine.checkpoint import save_checkpoint
+    from iqalib.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model(model_name, pretrained=False)
+    save_checkpoint(path, {"model_name": model_name, "model": model.state_dict(), "epoch": 0, "round": 0,
+                           "config": {"model": {"name": model_name, "options": {}}, "train": {"patch_size": patch_size}},
+                           "card": untrained_card(model_name, patch_size=patch_size, seed=0, model=model)})
+    return Path(path)
 
 
 def measure(folder: Path, checkpoint: Path, *, patches: int, threads: int | None = None,

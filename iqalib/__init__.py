@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 
-__version__ = "0.1.0"
+from iqalib.version import __version__  # noqa: F401  (defined there for provenance)
 
 _EXPORTS = {
     "load_dataset": "iqalib.data.datasets",

@@ -103,7 +103,7 @@ def _models(args) -> int:
 
 
 def _import_weights(args) -> int:
-    from iqalib.models.official import import_weights
+    from iqalib.engine.card import import_weights  # lazy: keeps iqalib --help fast
 
     card = import_weights(args.format, args.file, args.out, model_name=args.model)
     print(f"imported {args.file} ({args.format}, sha256 {card['source']['sha256'][:16]}...) as {card['model']} "

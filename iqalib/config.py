@@ -45,6 +45,14 @@ class DataConfig:
     image_cache: str | None = None  # None: memory; "auto" or a folder: memory-mapped on disk
     on_error: str = "raise"  # "drop": skip bad rows/images with a warning
 
+    def load_options(self) -> dict:
+        """The keyword arguments of ``load_dataset`` for this data set: ``options``, and
+        ``on_error="drop"`` for the table too where bad images are dropped (the demo set has no such switch)."""
+        options = dict(self.options)
+        if self.on_error == "drop" and "on_error" not in options and self.name != "demo":
+            options["on_error"] = "drop"
+        return options
+
 
 @dataclass
 class ModelConfig:

@@ -3,30 +3,41 @@
 A notebook describes a run by a few parameters (data set, model, epochs...).
 :func:`run_config` turns them into a validated
 :class:`~iqalib.config.RunConfig`; :func:`run_or_load` trains it, or, when the
-same configuration already finished in the same folder, reads its results
-back. The fingerprint of the configuration and of the code that trains it
-(iqalib's version and a hash of its sources, see
-:func:`iqalib.engine.fit.code_identity`) is stored beside the results, so a
-changed parameter, another profile writing to the same folder, or changed
-training code always retrains (saying so in one printed line, and deleting
-the earlier run's files first): a book is never built from stale runs.
+same run already finished in the same folder, reads its results back. Whether
+it did is :func:`iqalib.engine.runfolder.claim_for_book`'s decision, by the
+run's fingerprint (:mod:`iqalib.engine.provenance`: its configuration, the
+code on the training path and its data): a changed parameter, another profile
+writing to the same folder, changed training code or changed images retrain
+(saying so in one printed line, and deleting the earlier run's files first),
+so a book is never built from stale runs, and an edit to an analysis or a plot
+retrains nothing.
 """
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import json
+import os
+import statistics
+import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import torch
 
+from iqalib import metrics
 from iqalib.config import RunConfig, from_dict
-from iqalib.engine.checkpoint import atomic_write_json
-from iqalib.engine.runlock import STAMP as FINGERPRINT
-from iqalib.errors import ConfigError
-
-# Keys that change neither the results nor what they are: progress bars, loader processes,
-# where decoded images are cached, where the run folder lies.
-COSMETIC = (("train", "progress"), ("train", "workers"), ("data", "image_cache"), ("out_dir",))
+from iqalib.data.datasets import load_dataset
+from iqalib.data.images import ImageStore
+from iqalib.data.patches import to_model_input
+from iqalib.engine.checkpoint import load_checkpoint
+from iqalib.engine.fit import Data, PatchSource, fit, predict_images, resolve_device, resolved_train
+from iqalib.engine.parallel import Job, run_jobs
+from iqalib.engine.runfolder import STAMP as FINGERPRINT
+from iqalib.engine.runfolder import book_run
+from iqalib.engine.score import load_trained
+from iqalib.errors import ConfigError, IQAError
+from iqalib.models import create_model, model_complexity
 
 
 def run_config(name: str, *, out_dir: str | Path, dataset: str = "demo", data_root: str | None = None,
@@ -45,28 +56,6 @@ def run_config(name: str, *, out_dir: str | Path, dataset: str = "demo", data_ro
     })
 
 
-def _results_part(config: RunConfig | dict) -> dict:
-    """``config`` as a dict without its :data:`COSMETIC` keys."""
-    data = json.loads(json.dumps(config.to_dict() if isinstance(config, RunConfig) else config, default=str))
-    for path in COSMETIC:
-        node = data
-        for part in path[:-1]:
-            node = node.get(part) if isinstance(node, dict) else None
-        if isinstance(node, dict):
-            node.pop(path[-1], None)
-    return data
-
-
-def fingerprint(config: RunConfig, code: dict | None = None) -> str:
-    """Hash of everything that changes a run's results: the configuration (not its cosmetic
-    switches) and the training code (``code``: this process's :func:`~iqalib.engine.fit.code_identity`)."""
-    from iqalib.engine.fit import code_identity
-
-    code = code_identity() if code is None else code
-    data = {"config": _results_part(config), "code": code}
-    return hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
-
-
 def run_or_load(config: RunConfig, *, force: bool = False) -> dict:
     """Results of ``config``: trained now, or read back when this exact run already finished.
 
@@ -74,84 +63,14 @@ def run_or_load(config: RunConfig, *, force: bool = False) -> dict:
     ``median_test_srcc``..., and ``round_results`` with each round's history).
     A run interrupted earlier (same configuration, same code) is resumed from
     its last finished epoch. A folder holding a run of another configuration or
-    made by other code, or any run when ``force``, is cleared first (as
-    ``iqalib train --force`` clears it), with one printed line saying why.
-    The run folder's lock is held throughout (:mod:`iqalib.engine.runlock`).
+    made by other code or on other data, or any run when ``force``, is cleared
+    first (as ``iqalib train --force`` clears it), with one printed line saying
+    why. The run folder's lock is held throughout.
     """
-    from iqalib.engine import fit
-    from iqalib.engine.runlock import run_lock
-
-    with run_lock(config.run_dir):
-        done, resume = _claim(config, force)
+    with book_run(config, force=force) as (done, resume):
         if done:
             return load_results(config.run_dir)
         return fit(config, resume=resume)
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _recorded_fingerprint(record: dict) -> str | None:
-    """The fingerprint of the run a summary.json (or stamp) records; None when it records no code."""
-    if not isinstance(record.get("config"), dict) or not isinstance(record.get("code"), dict):
-        return None
-    try:
-        return fingerprint(from_dict(record["config"]), code=record["code"])
-    except ConfigError:  # written under other validation rules: not this configuration
-        return None
-
-
-def _rerun_reason(config: RunConfig, record: dict, force: bool) -> str:
-    """Why the run in the folder (described by its summary or stamp, ``record``) is not reused."""
-    if force:
-        return "force=True"
-    from iqalib.engine.fit import code_identity, flatten_config
-
-    if isinstance(record.get("config"), dict):
-        old, new = flatten_config(_results_part(record["config"])), flatten_config(_results_part(config))
-        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-        if changed:
-            more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
-            return f"its configuration changed ({', '.join(changed[:5])}{more})"
-    code, now = record.get("code"), code_identity()
-    if code != now:
-        was = (f"iqalib {code.get('version')}, sources {code.get('sources')}" if isinstance(code, dict)
-               else "code that did not record itself")
-        return f"it was made by other code ({was}; now iqalib {now['version']}, sources {now['sources']})"
-    return "its files belong to another run"
-
-
-def _claim(config: RunConfig, force: bool) -> tuple[bool, bool]:
-    """(finished already, resume), under the run folder's lock.
-
-    When the run must train, the folder is cleared of an earlier run's files
-    (:func:`iqalib.engine.runlock.clear_run`, what ``--force`` does) and
-    stamped with ``config``'s fingerprint.
-    """
-    from iqalib.engine.fit import code_identity
-    from iqalib.engine.runlock import clear_run, run_files
-
-    run_dir = config.run_dir
-    key = fingerprint(config)
-    summary = _read_json(run_dir / "summary.json")
-    if not force and summary and _recorded_fingerprint(summary) == key:
-        return True, False
-    stamp = _read_json(run_dir / FINGERPRINT)
-    files = [p for p in run_files(run_dir) if p.name != FINGERPRINT]
-    resume = (not force and not summary and stamp.get("fingerprint") == key
-              and any(p.name == "last.pt" for p in files))
-    if files and not resume:
-        reason = _rerun_reason(config, summary or stamp, force)
-        print(f"rerunning {config.name!r} in {run_dir}: {reason}; its earlier files are deleted", flush=True)
-        clear_run(run_dir)
-    atomic_write_json(run_dir / FINGERPRINT, {"fingerprint": key, "config": config.to_dict(),
-                                              "code": code_identity()})
-    return False, resume
 
 
 def run_many(configs, *, devices=("cpu",), force: bool = False) -> list[dict]:
@@ -164,11 +83,6 @@ def run_many(configs, *, devices=("cpu",), force: bool = False) -> list[dict]:
     retrained; results come in the order of ``configs``, as
     :func:`run_or_load` would return them, from the same folders.
     """
-    import contextlib
-
-    from iqalib.engine.parallel import Job, run_jobs
-    from iqalib.engine.runlock import run_lock
-
     configs = list(configs)
     folders = [str(c.run_dir.resolve()) for c in configs]
     if len(set(folders)) < len(folders):
@@ -176,8 +90,7 @@ def run_many(configs, *, devices=("cpu",), force: bool = False) -> list[dict]:
     with contextlib.ExitStack() as held:  # this process holds every run's lock for its workers
         jobs = []
         for config in configs:
-            held.enter_context(run_lock(config.run_dir))
-            done, resume = _claim(config, force)
+            done, resume = held.enter_context(book_run(config, force=force))
             if not done:
                 jobs.append(Job(config, resume=resume))
         if jobs:
@@ -276,12 +189,6 @@ def lr_sweep(name: str, trunk_lrs, **run_keys) -> pd.DataFrame:
 # ------------------------------------------------------- cross-data-set test
 def _test_data(dataset: str, data_root, patch_size: int, max_images: int | None, seed: int):
     """A data set's table and decoded images for testing, optionally a seeded subsample."""
-    import numpy as np
-
-    from iqalib.data.datasets import load_dataset
-    from iqalib.data.images import ImageStore
-    from iqalib.engine.fit import Data
-
     table = load_dataset(dataset, data_root)
     if max_images is not None and len(table) > max_images:
         rows = np.sort(np.random.default_rng(seed).choice(len(table), max_images, replace=False))
@@ -302,14 +209,6 @@ def evaluate_checkpoint(checkpoint: str | Path, dataset: str, data_root: str | N
     random subsample instead (for quick CPU checks). Returns
     :func:`iqalib.metrics.evaluate_scores` plus ``data`` (the set's label).
     """
-    import torch
-
-    from iqalib import metrics
-    from iqalib.config import from_dict
-    from iqalib.engine.checkpoint import load_checkpoint
-    from iqalib.engine.fit import PatchSource, predict_images, resolved_train
-    from iqalib.engine.score import load_trained
-
     state = load_checkpoint(checkpoint)
     config = from_dict(state["config"])
     model = load_trained(checkpoint, device=device)
@@ -335,8 +234,6 @@ def cross_dataset_matrix(run_dir: str | Path, test_sets: dict, *, max_images: in
     training set's), so a verdict can tell a transfer between real sets from
     one that involves the demo set.
     """
-    from iqalib.errors import IQAError
-
     results = load_results(run_dir)
     own = results["round_results"][0]
     train_name = own["config"]["data"]["name"]
@@ -371,8 +268,6 @@ def timed_batches(runners: dict, *, repeats: int, warmup: int, clock=None, sync=
     conditions: a burst of load from other processes slows all of them, not
     one. ``sync`` is called before reading the clock (CUDA's synchronize).
     """
-    import time
-
     clock = clock or time.perf_counter
     sync = sync or (lambda: None)
     for run in runners.values():
@@ -399,11 +294,6 @@ def pipeline_input(model, batch_size: int, input_size: int = 224, device: str = 
     faster on a CPU), so a speed meant to match the pipelines' must be
     measured on this layout, not on ``torch.randn(N, 3, H, W)``.
     """
-    import numpy as np
-    import torch
-
-    from iqalib.data.patches import to_model_input
-
     pixels = np.random.default_rng(seed).integers(0, 256, size=(batch_size, input_size, input_size, 3),
                                                   dtype=np.uint8)
     patches = torch.from_numpy(pixels).permute(0, 3, 1, 2)  # as PatchDataset returns them
@@ -420,13 +310,6 @@ def measure_throughputs(model_names, *, batch_size: int = 8, input_size: int = 2
     slow a batch down, so the fastest is the least disturbed: timeit's rule),
     ``patches_per_s_median``, and ``seconds`` (every timed batch).
     """
-    import statistics
-
-    import torch
-
-    from iqalib.engine.fit import resolve_device
-    from iqalib.models import create_model
-
     if repeats < 1 or warmup < 0:
         raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats} and {warmup}")
     device = str(resolve_device(device))  # "auto", as in the book profiles: CUDA when there is one
@@ -459,12 +342,6 @@ def model_cost_table(models, *, out_dir: str | Path | None = None, batch_size: i
     model: the one named after the model (chapters 3 and 4), else the one
     with the most rounds; its name is in ``run``.
     """
-    import os
-
-    import torch
-
-    from iqalib.models import model_complexity
-
     runs = runs_table(out_dir)
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     speeds = measure_throughputs(models, batch_size=batch_size, repeats=repeats, warmup=warmup, device=device)
@@ -494,8 +371,6 @@ def train_models(models, **run_keys) -> dict[str, dict]:
 
 def finished_results(out_dir: str | Path, name: str) -> dict:
     """The results of run ``name`` under ``out_dir``, which another notebook must have finished."""
-    from iqalib.errors import ConfigError
-
     run_dir = Path(out_dir) / name
     if not (run_dir / "summary.json").is_file():
         raise ConfigError(f"no finished run {name!r} in {out_dir}; execute the notebook that trains it "
@@ -505,9 +380,6 @@ def finished_results(out_dir: str | Path, name: str) -> dict:
 
 def available_tables(sets: dict) -> tuple[dict, dict]:
     """Load each ``{name: root}`` that is present; returns (tables by name, reasons by missing name)."""
-    from iqalib.data.datasets import load_dataset
-    from iqalib.errors import IQAError
-
     tables, missing = {}, {}
     for name, root in sets.items():
         try:

@@ -55,10 +55,27 @@ def write_yaml(path: Path, config: dict) -> Path:
     return path
 
 
+def save_untrained_checkpoint(path: str | Path, model_name: str = "smart_iqa_lite0", *,
+                              patch_size: int = 224, seed: int = 0) -> Path:
+    """A checkpoint of an untrained ``model_name`` (seeded) that ``load_trained``/``iqalib score`` accept:
+    the scoring path, tested without training a model first."""
+    import torch
+
+    from iqalib.engine.card import untrained_card
+    from iqalib.engine.checkpoint import save_checkpoint
+    from iqalib.models import create_model
+
+    torch.manual_seed(seed)
+    model = create_model(model_name, pretrained=False)
+    save_checkpoint(path, {"model_name": model_name, "model": model.state_dict(), "epoch": 0, "round": 0,
+                           "config": {"model": {"name": model_name, "options": {}},
+                                      "train": {"patch_size": patch_size}},
+                           "card": untrained_card(model_name, patch_size=patch_size, seed=seed, model=model)})
+    return Path(path)
+
+
 def scoring_checkpoint(path: Path, model_name: str = "smart_iqa_lite0") -> Path:
     """An iqalib checkpoint of an untrained model (random head) that scores PATCH-pixel crops."""
-    from iqalib.engine.checkpoint import save_untrained_checkpoint
-
     return save_untrained_checkpoint(path, model_name, patch_size=PATCH)
 
 

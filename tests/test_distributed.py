@@ -283,8 +283,9 @@ def test_rounds_in_two_jobs_equal_the_sequential_rounds(sequential, mini_data, t
 def test_run_many_reads_back_finished_runs_and_names_failed_ones(sequential, tmp_path, monkeypatch):
     from iqalib.config import from_dict
     from iqalib.engine import parallel
-    from iqalib.engine.checkpoint import atomic_write_json
-    from iqalib.experiments import FINGERPRINT, fingerprint
+    from iqalib.files import atomic_write_json
+    from iqalib.engine.provenance import fingerprint
+    from iqalib.experiments import FINGERPRINT
 
     finished = from_dict(sequential["round_results"][0]["config"])
     # Stamped as run_or_load stamps a run it trained: run_many must read it back, not start a worker.

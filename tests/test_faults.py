@@ -37,8 +37,10 @@ from iqalib.book import BookBuildFailed, NotebookFailed, build_html
 from iqalib.cli import main
 from iqalib.data.images import ImageStore
 from iqalib.engine import fit
-from iqalib.engine.checkpoint import atomic_write_bytes, load_checkpoint
-from iqalib.engine.interrupt import TrainingInterrupted, deferred_sigint
+from iqalib.engine.checkpoint import load_checkpoint
+from iqalib.files import atomic_write_bytes
+from iqalib.engine.interrupt import TrainingInterrupted
+from iqalib.signals import deferred_sigint
 from iqalib.errors import OutputError
 from signal_support import START_LIMIT, start_paused_train
 

@@ -30,16 +30,18 @@ import torch
 from faults_support import REPO_ROOT, cli_error, tiny_config, write_tiny_set, write_yaml
 from iqalib.cli import main
 from iqalib.config import from_dict
-from iqalib.engine import fit
-from iqalib.engine.checkpoint import atomic_write_bytes, load_checkpoint
-from iqalib.engine.interrupt import Terminated, signals_as_interrupts
+from iqalib.engine import fit, provenance, runfolder
+from iqalib.engine.checkpoint import load_checkpoint
+from iqalib.engine.provenance import fingerprint
 from iqalib.engine.runlock import LOCK_NAME, RunFolderBusy, StaleLockWarning, process_start, run_lock
 from iqalib.errors import ConfigError
-from iqalib.experiments import fingerprint, run_or_load
+from iqalib.experiments import run_or_load
+from iqalib.files import atomic_write_bytes
+from iqalib.signals import Terminated, signals_as_interrupts
 
 # iqalib.engine exports the function ``fit``, which hides the module of that name.
 fit_module = importlib.import_module("iqalib.engine.fit")
-RunExists, TrainingDiverged = fit_module.RunExists, fit_module.TrainingDiverged
+RunExists, TrainingDiverged = runfolder.RunExists, fit_module.TrainingDiverged
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small tensors run faster on one thread
 
@@ -225,7 +227,7 @@ def test_sigterm_outside_training_still_ends_the_process_but_only_after_the_writ
     """Where SIGTERM keeps its default action (any command but train), a write still completes first."""
     path = tmp_path / "scores.csv"
     code = ("import os, signal, sys\n"
-            "from iqalib.engine.checkpoint import atomic_write_bytes\n"
+            "from iqalib.files import atomic_write_bytes\n"
             "def write(f):\n"
             "    f.write(b'a,b\\n')\n"
             "    os.kill(os.getpid(), signal.SIGTERM)\n"
@@ -456,7 +458,7 @@ def test_resume_conflicts_follow_the_documented_rule(tiny_set, tmp_path):
         for key, value in changes.items():
             section, name = key.split("__")
             data[section][name] = value
-        return fit_module.resume_conflicts(from_dict(data), stored)
+        return runfolder.resume_conflicts(from_dict(data), stored)
 
     assert conflicts() == []
     assert conflicts(train__device="cpu", train__workers=2, train__progress=True, data__image_cache="auto") == []
@@ -470,7 +472,7 @@ def test_resume_conflicts_follow_the_documented_rule(tiny_set, tmp_path):
     constant["train"]["schedule"] = "constant"
     longer = json.loads(json.dumps(constant))
     longer["train"]["epochs"] = 5
-    assert fit_module.resume_conflicts(from_dict(longer), constant) == []
+    assert runfolder.resume_conflicts(from_dict(longer), constant) == []
 
 
 # ============================================================ divergence
@@ -579,16 +581,16 @@ def test_merge_lone_last_batch():
 def test_code_identity_is_the_version_and_a_hash_computed_once_per_process(monkeypatch):
     import iqalib
 
-    assert re.fullmatch(r"[0-9a-f]{16}", fit_module.code_identity()["sources"])
+    assert re.fullmatch(r"[0-9a-f]{16}", provenance.code_identity()["sources"])
     calls = []
-    monkeypatch.setattr(fit_module, "source_hash", lambda root=None: calls.append(root) or "ab" * 32)
-    fit_module.code_identity.cache_clear()
+    monkeypatch.setattr(provenance, "source_hash", lambda root=None, paths=None: calls.append(paths) or "ab" * 32)
+    provenance.code_identity.cache_clear()
     try:
-        assert fit_module.code_identity() == {"version": iqalib.__version__, "sources": "ab" * 8}
-        fit_module.code_identity()
-        assert calls == [None]
+        assert provenance.code_identity() == {"version": iqalib.__version__, "sources": "ab" * 8}
+        provenance.code_identity()
+        assert calls == [provenance.CODE_PATHS]
     finally:
-        fit_module.code_identity.cache_clear()
+        provenance.code_identity.cache_clear()
 
 
 def test_the_source_hash_reads_contents_and_paths_only(tmp_path):
@@ -596,18 +598,18 @@ def test_the_source_hash_reads_contents_and_paths_only(tmp_path):
     (a / "sub").mkdir(parents=True)
     (a / "x.py").write_text("x = 1\n")
     (a / "sub" / "y.py").write_text("y = 2\n")
-    reference = fit_module.source_hash(a)
+    reference = provenance.source_hash(a)
     b = tmp_path / "b"
     shutil.copytree(a, b)
     os.utime(b / "x.py", (0, 0))
     (b / "notes.txt").write_text("not code")
     (b / "x.pyc").write_bytes(b"compiled")
-    assert fit_module.source_hash(b) == reference  # times and other files do not count
+    assert provenance.source_hash(b) == reference  # times and other files do not count
     (b / "sub" / "y.py").write_text("y = 3\n")
-    assert fit_module.source_hash(b) != reference  # a changed line does
+    assert provenance.source_hash(b) != reference  # a changed line does
     (b / "sub" / "y.py").write_text("y = 2\n")
     (b / "sub" / "y.py").rename(b / "sub" / "z.py")
-    assert fit_module.source_hash(b) != reference  # and so does a moved file
+    assert provenance.source_hash(b) != reference  # and so does a moved file
 
 
 def test_the_fingerprint_changes_with_the_code(tiny_set, tmp_path, monkeypatch):
@@ -615,7 +617,7 @@ def test_the_fingerprint_changes_with_the_code(tiny_set, tmp_path, monkeypatch):
     before = fingerprint(config)
     cosmetic = from_dict(tiny_config(tiny_set, tmp_path / "moved", progress=True, workers=2))
     assert fingerprint(cosmetic) == before  # where the folder lies and what it prints change no result
-    monkeypatch.setattr(fit_module, "code_identity", lambda: {"version": "0.1.0", "sources": "0" * 16})
+    monkeypatch.setattr(provenance, "code_identity", lambda: {"version": "0.1.0", "sources": "0" * 16})
     assert fingerprint(config) != before
 
 
@@ -623,14 +625,14 @@ def test_a_book_run_made_by_other_code_is_trained_again(tiny_set, tmp_path, monk
     config = from_dict(tiny_config(tiny_set, tmp_path))
     run = tmp_path / "run"
     first = run_or_load(config)
-    assert first["code"] == fit_module.code_identity()
+    assert first["code"] == provenance.code_identity()
     assert json.loads((run / "round_0" / "results.json").read_text())["code"] == first["code"]
     capsys.readouterr()
     assert run_or_load(config)["median_test_srcc"] == first["median_test_srcc"]  # read back
     assert capsys.readouterr().out == ""
 
     other = {"version": first["code"]["version"], "sources": "0123456789abcdef"}
-    monkeypatch.setattr(fit_module, "code_identity", lambda: other)
+    monkeypatch.setattr(provenance, "code_identity", lambda: other)
     again = run_or_load(config)
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines == [f"rerunning 'run' in {run}: it was made by other code (iqalib {other['version']}, sources "
@@ -640,7 +642,7 @@ def test_a_book_run_made_by_other_code_is_trained_again(tiny_set, tmp_path, monk
     assert json.loads((run / "round_0" / "results.json").read_text())["code"] == other
     assert json.loads((run / "config_fingerprint.json").read_text())["code"] == other
     # Now current: read back without training.
-    monkeypatch.setattr(sys.modules["iqalib.engine"], "fit", lambda *a, **k: pytest.fail("trained again"))
+    monkeypatch.setattr(sys.modules["iqalib.experiments"], "fit", lambda *a, **k: pytest.fail("trained again"))
     assert run_or_load(config)["code"] == other
 
 

@@ -13,8 +13,8 @@ from iqalib.analysis import loss_study as study
 from iqalib.analysis.ablation import ablation_configs
 from iqalib.analysis.significance import MIN_ROUNDS_FOR_TESTS
 from iqalib.data.table import IQATable
+from iqalib.engine.provenance import fingerprint
 from iqalib.errors import ConfigError, DataError
-from iqalib.experiments import fingerprint
 
 COMMON = dict(dataset="demo", split_seed=0, fractions=[0.5, 0.25, 0.25], seed=0, device="cpu", rounds=2,
               epochs=4, batch_size=32, train_patches=2, test_patches=2, trunk_lr=1e-3, freeze_backbone=True,
@@ -184,6 +184,6 @@ def test_claim_rows_for_the_summary():
     few = study.loss_claim_rows(summary({"ranking": -0.03}, 2, 0.01), studies.iloc[:1])
     assert few[0]["verdict"].startswith("untested (a sign test needs at least")
     assert few[1]["verdict"] == "untested"
-    from iqalib.analysis.verdicts import CLAIMS
+    from iqalib.analysis.claims import CLAIMS
 
     assert CLAIMS[claim["claim"]][1] == CLAIMS[noisy["claim"]][1] == "06_losses"  # the summary table lists both

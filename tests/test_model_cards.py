@@ -17,8 +17,10 @@ from faults_support import PATCH, cli_error, noise_png, scoring_checkpoint, tiny
 from iqalib.cli import main
 from iqalib.data.preprocess import ORIGINAL_SIZE, OriginalHyperIQACrops, original_hyperiqa_resize
 from iqalib.engine.card import (SCORE_CARD_KIND, read_card, score_card_path, split_sha256, validate_card)
-from iqalib.engine.checkpoint import load_checkpoint, save_checkpoint, save_untrained_checkpoint
-from iqalib.engine.fit import code_identity, fit
+from faults_support import save_untrained_checkpoint
+from iqalib.engine.checkpoint import load_checkpoint, save_checkpoint
+from iqalib.engine.fit import fit
+from iqalib.engine.provenance import code_identity
 from iqalib.errors import CheckpointError, ConfigError
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small tensors run faster on one thread

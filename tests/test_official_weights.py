@@ -30,8 +30,8 @@ from faults_support import cli_error
 from iqalib.engine.checkpoint import load_checkpoint
 from iqalib.engine.score import load_trained
 from iqalib.errors import CheckpointError, ConfigError
-from iqalib.models.official import (convert_state_dict, import_weights, iqalib_official_name, model_layout,
-                                    read_official)
+from iqalib.engine.card import import_weights
+from iqalib.models.official import convert_state_dict, iqalib_official_name, model_layout, read_official
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 GOLDEN_MODELS = ("hyperiqa_resnet50", "smart_iqa_tiny", "smart_iqa_base")

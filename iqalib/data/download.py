@@ -51,6 +51,7 @@ from urllib.parse import urlsplit
 from tqdm import tqdm
 
 from iqalib.errors import ConfigError, DownloadError
+from iqalib.files import output_error  # the one wording for a full or read-only disk
 from iqalib.paths import shown
 
 ARCHIVES_FOLDER = "archives"
@@ -289,7 +290,17 @@ def fetch(
     part = _part(dest)
     offset = part.stat().st_size if part.is_file() else 0
     digest = hashlib.sha256()
+    response, offset, total = _connect(url, part, offset, timeout)
+    if response is None:
+        total = offset
+    else:
+        _receive(response, url, dest, part, offset, total, size, digest, progress, chunk)
+    return _place(url, dest, part, response is None, total, size, sha256, digest)
 
+
+def _connect(url: str, part: Path, offset: int, timeout: float):
+    """``(response, offset, total)``: the server's answer for the bytes from ``offset`` (restarting
+    from 0 where it ignores or muddles the range); ``response`` None when ``part`` is already whole."""
     for _attempt in range(2):  # the second try restarts from zero
         try:
             response = _open(url, offset, timeout)
@@ -298,8 +309,7 @@ def fetch(
             if exc.code == 416 and offset:
                 match = _UNSATISFIED_RANGE.search(exc.headers.get("Content-Range", ""))
                 if match and int(match.group(1)) == offset:
-                    response = None  # the part file already holds every byte
-                    break
+                    return None, offset, None  # the part file already holds every byte
                 offset = 0  # the part is longer than the file: it is not ours
                 continue
             raise _http_failure(url, exc) from None
@@ -322,29 +332,35 @@ def fetch(
         raise DownloadError(
             f"{url}: the server answers ranges inconsistently; delete {part} and rerun"
         )
+    return response, offset, total
 
-    if response is None:
-        total = offset
-    else:
-        with response:
-            is_page = response.headers.get("Content-Type", "").startswith("text/html")
-            if is_page and dest.suffix.lower() not in (".html", ".htm"):
-                raise DownloadError(
-                    f"{url}: the server sent a web page instead of {dest.name} (moved or behind a "
-                    f"login); download it by hand and place it at {dest}"
-                )
-            if size is not None and total is not None and total != size:
-                raise DownloadError(
-                    f"{url}: the server offers {total} bytes but {size} are expected; "
-                    "the file has changed or the address is wrong"
-                )
-            if offset:
-                _hash_file(part, digest)
-            check = None if offset else _starts_like(dest, url, response.headers.get("Content-Type"))
-            _stream(response, part, offset, total, digest, url, progress, chunk, check)
 
+def _receive(response, url: str, dest: Path, part: Path, offset: int, total, size, digest, progress: bool,
+             chunk: int) -> None:
+    """Append the response's body to ``part`` (hashing what it already held first)."""
+    with response:
+        is_page = response.headers.get("Content-Type", "").startswith("text/html")
+        if is_page and dest.suffix.lower() not in (".html", ".htm"):
+            raise DownloadError(
+                f"{url}: the server sent a web page instead of {dest.name} (moved or behind a "
+                f"login); download it by hand and place it at {dest}"
+            )
+        if size is not None and total is not None and total != size:
+            raise DownloadError(
+                f"{url}: the server offers {total} bytes but {size} are expected; "
+                "the file has changed or the address is wrong"
+            )
+        if offset:
+            _hash_file(part, digest)
+        check = None if offset else _starts_like(dest, url, response.headers.get("Content-Type"))
+        _stream(response, part, offset, total, digest, url, progress, chunk, check)
+
+
+def _place(url: str, dest: Path, part: Path, whole_before: bool, total, size, sha256, digest) -> Path:
+    """Check the finished ``part`` (length, ``size``, ``sha256``), then rename it to ``dest`` and
+    write its digest beside it; a bad file moves to ``.bad``."""
     written = part.stat().st_size
-    if response is None:
+    if whole_before:
         _hash_file(part, digest)
     if total is not None and written != total:
         raise DownloadError(
@@ -715,8 +731,6 @@ def _move_merging(src: Path, dst: Path) -> None:
 
 
 def _write_failure(path: Path, exc: OSError, *, folder: bool = False):
-    from iqalib.engine.checkpoint import output_error  # the one wording for a full or read-only disk
-
     return output_error(Path(exc.filename) if exc.filename else path, exc, folder=folder)
 
 

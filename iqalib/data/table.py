@@ -111,24 +111,9 @@ def _escapes_root(name: str) -> bool:
     return p.is_absolute() or ".." in p.parts or (len(name) > 1 and name[1] == ":")
 
 
-def validate_frame(
-    frame: pd.DataFrame,
-    *,
-    source: str | Path,
-    root: Path | None = None,
-    mos_range: tuple[float, float] | None = None,
-    check_files: bool = True,
-    on_error: str = "raise",
-) -> pd.DataFrame:
-    """Check ``frame`` against the table contract and return a clean copy.
-
-    ``source`` names the table file in messages. Problems are collected over
-    all rows before reporting: missing files are listed together, not one by
-    one. With ``on_error="drop"`` the offending rows are removed with a
-    warning instead; an empty result is still an error.
-    """
-    if on_error not in ON_ERROR:
-        raise ConfigError(f"on_error={on_error!r} is not one of {ON_ERROR}")
+def _with_contract_columns(frame: pd.DataFrame, source) -> pd.DataFrame:
+    """A copy of ``frame`` with image names as text and std/split/group present; a table without
+    rows or without an image or MOS column is one :class:`DataError`."""
     if frame is None or len(frame) == 0:
         raise DataError(f"{source}: the table has no rows; check that it is the right file")
     missing = [c for c in ("image", "mos") if c not in frame.columns]
@@ -143,9 +128,12 @@ def validate_frame(
     for col in ("std", "split", "group"):
         if col not in frame:
             frame[col] = np.nan if col == "std" else None
-    mos = pd.to_numeric(frame["mos"], errors="coerce")
-    std = pd.to_numeric(frame["std"], errors="coerce")
+    return frame
 
+
+def _mos_problems(mos: pd.Series, mos_range, source) -> list[tuple[np.ndarray, str]]:
+    """Rows whose MOS is missing, infinite or off the declared scale; a whole table on the wrong
+    scale is one :class:`DataError`."""
     problems: list[tuple[np.ndarray, str]] = []
     not_numeric = mos.isna().to_numpy()
     problems.append((not_numeric, "have a missing or non-numeric MOS"))
@@ -166,6 +154,12 @@ def validate_frame(
                 f"{source}: the MOS values span only [{used.min():g}, {used.max():g}] of the "
                 f"declared scale [{lo:g}, {hi:g}]; pass the scale the table really uses"
             )
+    return problems
+
+
+def _row_problems(frame: pd.DataFrame, std: pd.Series, root, check_files: bool) -> list[tuple[np.ndarray, str]]:
+    """Rows with a bad std, image name or split, or (``check_files``) no file below ``root``."""
+    problems: list[tuple[np.ndarray, str]] = []
     std_values = std.to_numpy(dtype=float)
     # A std that is given but not a number is a typo, not "unknown": don't let it become NaN.
     problems.append(((frame["std"].notna() & std.isna()).to_numpy(), "have a non-numeric std"))
@@ -184,7 +178,12 @@ def validate_frame(
             [ok and (Path(root) / name).is_file() for ok, name in zip(listed_ok, frame["image"])]
         )
         problems.append((listed_ok & ~exists, f"name an image missing below {root}"))
+    return problems
 
+
+def _report(frame: pd.DataFrame, problems, source, on_error: str) -> np.ndarray:
+    """The rows to drop: every problem in one :class:`DataError` (``on_error="raise"``, or when no row
+    is left), else in one warning."""
     bad_any = np.zeros(len(frame), dtype=bool)
     messages = []
     for mask, what in problems:
@@ -202,7 +201,33 @@ def validate_frame(
             )
             raise DataError(f"{source}: " + "; ".join(messages) + f"; {hint}")
         warnings.warn(f"{source}: dropped {int(bad_any.sum())} row(s): " + "; ".join(messages),
-                      stacklevel=2)
+                      stacklevel=4)  # the caller of validate_frame
+    return bad_any
+
+
+def validate_frame(
+    frame: pd.DataFrame,
+    *,
+    source: str | Path,
+    root: Path | None = None,
+    mos_range: tuple[float, float] | None = None,
+    check_files: bool = True,
+    on_error: str = "raise",
+) -> pd.DataFrame:
+    """Check ``frame`` against the table contract and return a clean copy.
+
+    ``source`` names the table file in messages. Problems are collected over
+    all rows before reporting: missing files are listed together, not one by
+    one. With ``on_error="drop"`` the offending rows are removed with a
+    warning instead; an empty result is still an error.
+    """
+    if on_error not in ON_ERROR:
+        raise ConfigError(f"on_error={on_error!r} is not one of {ON_ERROR}")
+    frame = _with_contract_columns(frame, source)
+    mos = pd.to_numeric(frame["mos"], errors="coerce")
+    std = pd.to_numeric(frame["std"], errors="coerce")
+    problems = _mos_problems(mos, mos_range, source) + _row_problems(frame, std, root, check_files)
+    bad_any = _report(frame, problems, source, on_error)
     frame["mos"] = mos.astype(float)
     frame["std"] = std.astype(float)
     # Extra columns (e.g. the demo set's distortion and level) travel along

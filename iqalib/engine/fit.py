@@ -12,20 +12,15 @@ Everything a run produces lands in ``out_dir/name/round_<r>/``:
 ``best.pt`` (weights of the selected epoch), ``history.csv``,
 ``predictions.csv`` (test images, MOS, prediction) and ``results.json``.
 
-The run folder belongs to one run and one process (see
-:mod:`iqalib.engine.runlock`): training takes its lock, refuses a folder that
-already holds a run unless told to ``resume`` it or to ``force`` a fresh one
-(which first deletes the earlier run's files, so the folder never mixes two
-runs), and ``resume`` refuses a configuration that differs from the stored one
-except in :data:`RESUME_MAY_CHANGE`. ``results.json`` and ``summary.json``
-record the code that made them (:func:`code_identity`).
+The run folder belongs to one run and one process: whether a run may train
+into it (fresh, ``resume``, ``force``) is :mod:`iqalib.engine.runfolder`'s
+decision. ``results.json`` and ``summary.json`` record the code that made them
+(:func:`iqalib.engine.provenance.code_identity`).
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
-import hashlib
 import json
 import math
 import random
@@ -45,53 +40,21 @@ from iqalib.data.images import ImageStore
 from iqalib.data.patches import PatchDataset, make_loader, mean_per_image, to_model_input
 from iqalib.data.splits import split_table
 from iqalib.data.table import IQATable
-from iqalib.engine import distributed
-from iqalib.engine.checkpoint import (atomic_write_json, atomic_write_text, make_folder,
-                                      resume_state, save_checkpoint)
-from iqalib.engine.interrupt import report_interrupt
-from iqalib.engine.precision import precision_record
-from iqalib.engine.runlock import STAMP, clear_run, remove_temporaries, round_dirs, run_files, run_lock
+from iqalib.engine import distributed, provenance
+from iqalib.engine.card import epoch_card, training_card
+from iqalib.engine.checkpoint import resume_state, save_checkpoint
+from iqalib.engine.features import feature_bank
+from iqalib.engine.precision import autocast_dtype, precision_record
+from iqalib.engine.runfolder import holding_run
 from iqalib.errors import ConfigError, IQAError, did_you_mean
+from iqalib.files import atomic_write_json, atomic_write_text, make_folder
 from iqalib.losses import build_loss, loss_info  # training losses by name: iqalib.losses.list_losses()
-from iqalib.models import create_model
+from iqalib.models import create_model, hyperiqa_step_lr
+from iqalib.models.registry import model_options
 
 
 class TrainingDiverged(IQAError):
     """The loss or the predictions became NaN or infinite."""
-
-
-class RunExists(IQAError):
-    """The run folder already holds a run, and neither resume nor force was asked for."""
-
-
-# ------------------------------------------------------------ code identity
-def source_hash(root: str | Path | None = None) -> str:
-    """SHA-256 of the ``.py`` files under ``root`` (default: the ``iqalib`` package): their
-    relative paths, sorted, and their contents (not their times or permissions)."""
-    if root is None:
-        import iqalib
-
-        root = Path(iqalib.__file__).resolve().parent
-    root = Path(root)
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*.py"), key=lambda p: p.relative_to(root).as_posix()):
-        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
-        digest.update(path.read_bytes() + b"\0")
-    return digest.hexdigest()
-
-
-@functools.lru_cache(maxsize=None)
-def code_identity() -> dict:
-    """The training code: ``{"version": iqalib's version, "sources": source_hash()[:16]}``.
-
-    Computed once per process (the sources of a running process do not change
-    under it). Stored in results.json and summary.json; part of the book's run
-    fingerprint (:func:`iqalib.experiments.fingerprint`), so a run made by
-    other code is trained again rather than read back.
-    """
-    import iqalib
-
-    return {"version": iqalib.__version__, "sources": source_hash()[:16]}
 
 
 # ----------------------------------------------------------------- set-up
@@ -100,13 +63,6 @@ def resolve_device(name: str) -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     check_device(name)  # also for configs that did not come through load_config (fit(dict), notebooks)
     return distributed.process_device(torch.device(name))  # under torchrun: cuda:LOCAL_RANK
-
-
-def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
-    """bf16 or None (fp32); ``auto``: bf16 on CUDA, on a CPU only where a cached probe shows it faster."""
-    from iqalib.engine import precision as choice
-
-    return choice.autocast_dtype(device, precision)
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):
@@ -144,10 +100,7 @@ class Data:
 def prepare_data(config: RunConfig) -> Data:
     """Load the table and decode every image once (dropping bad ones if allowed)."""
     dc = config.data
-    options = dict(dc.options)
-    if dc.on_error == "drop" and "on_error" not in options and dc.name != "demo":
-        options["on_error"] = "drop"
-    table = load_dataset(dc.name, dc.root, **options)
+    table = load_dataset(dc.name, dc.root, **dc.load_options())
     patch = config.train.patch_size
     if table.short_side is not None and patch > table.short_side:
         raise ConfigError(f"train.patch_size={patch} is larger than the images of {table.name!r} "
@@ -202,8 +155,6 @@ def build_scheduler(optimizer, tc: TrainConfig):
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=tc.epochs,
                                                           eta_min=tc.eta_min or 0.0)
     if tc.schedule == "hyperiqa_step":
-        from iqalib.models import hyperiqa_step_lr
-
         def head_factor(epoch):
             return hyperiqa_step_lr(epoch, 1.0, tc.head_lr_multiplier)[1] / tc.head_lr_multiplier
 
@@ -451,9 +402,46 @@ def _cpu_state(model) -> dict:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
+@dataclasses.dataclass
+class Round:
+    """What one round trains with, set up by :func:`_start_round` (``sources``: train, val, test)."""
+
+    config: RunConfig
+    index: int
+    model: torch.nn.Module
+    tc: TrainConfig
+    device: torch.device
+    out: Path
+    parts: dict
+    card: dict
+    sources: dict
+    trainer: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    loss_fn: object
+    history: list
+    best: dict
+    start_epoch: int = 0
+
+    @property
+    def mos(self) -> dict:
+        return {k: v.mos for k, v in self.parts.items()}
+
+
 def fit_round(config: RunConfig, data: Data, round_index: int = 0, *, resume: bool = False,
               bank=None) -> dict:
     """Train and select one round; returns its results (also written to results.json)."""
+    run = _start_round(config, data, round_index, resume=resume, bank=bank)
+    if isinstance(run, dict):  # resumed a round that had finished: its files (and timings) stay as they are
+        return run
+    started = time.perf_counter()
+    _train_epochs(run)
+    return _finish_round(run, data, started)
+
+
+def _start_round(config: RunConfig, data: Data, round_index: int, *, resume: bool, bank) -> Round | dict:
+    """The model, splits, batch sources, optimizer and (with ``resume``) the state of ``last.pt``;
+    or the round's results when it had finished."""
     device = resolve_device(config.train.device)
     distributed.init_from_env(device)
     seed_everything(config.train.seed + round_index)
@@ -463,7 +451,7 @@ def fit_round(config: RunConfig, data: Data, round_index: int = 0, *, resume: bo
     out = config.run_dir / f"round_{round_index}"
     if resume:
         finished = _finished_round(out, tc.epochs)
-        if finished is not None:  # nothing to train: keep its files (and its timings) as they are
+        if finished is not None:
             return finished
     train_tc = distributed.per_rank_train_config(tc)  # batch_size / world_size patches per rank and step
     dtype = autocast_dtype(device, tc.precision)
@@ -471,8 +459,6 @@ def fit_round(config: RunConfig, data: Data, round_index: int = 0, *, resume: bo
         model = model.to(memory_format=torch.channels_last)
     if tc.freeze_backbone:
         if bank is None:
-            from iqalib.engine.features import feature_bank
-
             with distributed.local_main_first():  # one trunk pass fills the disk cache, the others read it
                 bank = feature_bank(model, data, tc, device=device)
         # Every round's trunk is the one the cached features came from.
@@ -484,11 +470,33 @@ def fit_round(config: RunConfig, data: Data, round_index: int = 0, *, resume: bo
                         fractions=tuple(config.data.fractions), official=config.data.official_split)
     if len(parts["val"]) == 0:
         raise ConfigError("the validation split is empty; model selection needs one (data.fractions)")
+    card = training_card(config, data.table, parts, tc, model, dtype, round_index)
+    sources = _round_sources(model, data, parts, bank, tc, train_tc, device=device, dtype=dtype)
+    runner = torch.compile(model) if tc.compile else model
+    for s in sources.values():
+        s.model = runner
+    # Under torchrun training steps go through DDP, which averages the gradients over the
+    # ranks; scoring uses the plain model (no collectives but the final gather of scores).
+    trainer = sources["train"].model = distributed.wrap_for_training(runner, pooled=tc.freeze_backbone)
+    optimizer = build_optimizer(model, tc)
+    run = Round(config, round_index, model, tc, device, out, parts, card, sources, trainer, optimizer,
+                build_scheduler(optimizer, tc), build_loss(tc.loss, tc.loss_options), history=[],
+                best={"epoch": -1, "val_srcc": -math.inf, "state": None})
+    last = out / "last.pt"
+    if resume and last.is_file():
+        state = resume_state(last, config.model.name, model, optimizer, run.scheduler)
+        _set_rng_state(state["rng"])
+        run.history = state["history"]
+        run.best = {"epoch": state["best_epoch"], "val_srcc": state["best_val_srcc"], "state": state["best_model"]}
+        run.start_epoch = state["epoch"] + 1
+    return run
+
+
+def _round_sources(model, data: Data, parts: dict, bank, tc: TrainConfig, train_tc: TrainConfig, *,
+                   device, dtype) -> dict:
+    """The batches of each split: cached trunk features (frozen trunk) or image patches."""
     idx = {k: data.indices(v) for k, v in parts.items()}
     mos = {k: v.mos for k, v in parts.items()}
-    from iqalib.engine.card import epoch_card, training_card  # what best.pt / last.pt say they are
-
-    card = training_card(config, data.table, parts, tc, model, dtype, round_index)
     if tc.freeze_backbone:
         sources = {
             "train": FeatureSource(model, bank, idx["train"], mos["train"], tc.train_patches, train_tc,
@@ -500,35 +508,21 @@ def fit_round(config: RunConfig, data: Data, round_index: int = 0, *, resume: bo
         sources = {k: PatchSource(model, data.store, idx[k], mos[k], train_tc if k == "train" else tc,
                                   train=(k == "train"), device=device, dtype=dtype)
                    for k in ("train", "val", "test")}
-
     if loss_info(tc.loss).takes_std:  # e.g. fidelity: Thurstone's scale from the raters' spread
         sources["train"].rater_std = rater_std_per_image(parts["train"].std)
-    runner = torch.compile(model) if tc.compile else model
-    for s in sources.values():
-        s.model = runner
-    # Under torchrun training steps go through DDP, which averages the gradients over the
-    # ranks; scoring uses the plain model (no collectives but the final gather of scores).
-    trainer = sources["train"].model = distributed.wrap_for_training(runner, pooled=tc.freeze_backbone)
-    optimizer = build_optimizer(model, tc)
-    scheduler = build_scheduler(optimizer, tc)
-    loss_fn = build_loss(tc.loss, tc.loss_options)
-    history: list[dict] = []
-    best = {"epoch": -1, "val_srcc": -math.inf, "state": None}
-    start_epoch = 0
-    last = out / "last.pt"
-    if resume and last.is_file():
-        state = resume_state(last, config.model.name, model, optimizer, scheduler)
-        _set_rng_state(state["rng"])
-        history = state["history"]
-        best = {"epoch": state["best_epoch"], "val_srcc": state["best_val_srcc"], "state": state["best_model"]}
-        start_epoch = state["epoch"] + 1
+    return sources
 
-    started = time.perf_counter()
-    for epoch in range(start_epoch, tc.epochs):
+
+def _train_epochs(run: Round) -> None:
+    """Epochs ``run.start_epoch`` to the last: train, score on validation, keep the best, save ``last.pt``."""
+    config, round_index, tc, out, model = run.config, run.index, run.tc, run.out, run.model
+    sources, optimizer, scheduler, mos, history = run.sources, run.optimizer, run.scheduler, run.mos, run.history
+    last = out / "last.pt"
+    for epoch in range(run.start_epoch, tc.epochs):
         kept = (f"the last good checkpoint is {last} (epoch {epoch})" if epoch > 0 and last.is_file()
                 else "no epoch had finished, nothing was saved")
         try:
-            stats = train_one_epoch(sources["train"], trainer, optimizer, loss_fn, tc, epoch)
+            stats = train_one_epoch(sources["train"], run.trainer, optimizer, run.loss_fn, tc, epoch)
         except TrainingDiverged as exc:
             raise TrainingDiverged(f"{exc}; {kept}") from None
         scheduler.step()
@@ -547,16 +541,16 @@ def fit_round(config: RunConfig, data: Data, round_index: int = 0, *, resume: bo
                **{f"lr_{g.get('name', i)}": g["lr"] for i, g in enumerate(optimizer.param_groups)}}
         history.append(row)
         score = val["srcc"] if np.isfinite(val["srcc"]) else -math.inf
-        if score > best["val_srcc"]:
-            best = {"epoch": epoch, "val_srcc": score, "state": _cpu_state(model)}
+        if score > run.best["val_srcc"]:
+            run.best = {"epoch": epoch, "val_srcc": score, "state": _cpu_state(model)}
         if not distributed.is_main():  # every rank holds the same state; rank 0 writes it
             continue
         save_checkpoint(last, {
             "model_name": config.model.name, "config": config.to_dict(), "round": round_index, "epoch": epoch,
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "rng": _rng_state(), "history": history,
-            "best_epoch": best["epoch"], "best_val_srcc": best["val_srcc"], "best_model": best["state"],
-            "card": epoch_card(card, epoch, tc.epochs, selected=False),
+            "best_epoch": run.best["epoch"], "best_val_srcc": run.best["val_srcc"], "best_model": run.best["state"],
+            "card": epoch_card(run.card, epoch, tc.epochs, selected=False),
         })
         atomic_write_text(out / "history.csv", pd.DataFrame(history).to_csv(index=False))
         if tc.progress:
@@ -565,6 +559,11 @@ def fit_round(config: RunConfig, data: Data, round_index: int = 0, *, resume: bo
                   f"PLCC {val['plcc']:.4f} ({stats['patches_per_s']:.0f} patches/s, "
                   f"loader wait {100 * stats['loader_wait_fraction']:.1f}%)", flush=True)
 
+
+def _finish_round(run: Round, data: Data, started: float) -> dict:
+    """Load the selected epoch, save ``best.pt``, score the test split once, write the round's files."""
+    config, round_index, tc, out, model, best = run.config, run.index, run.tc, run.out, run.model, run.best
+    sources, parts, mos, history, device, card = run.sources, run.parts, run.mos, run.history, run.device, run.card
     if best["state"] is None:
         raise TrainingDiverged("no epoch produced a finite validation SRCC; check the data and learning rate")
     model.load_state_dict(best["state"])
@@ -591,7 +590,7 @@ def fit_round(config: RunConfig, data: Data, round_index: int = 0, *, resume: bo
         "split_sizes": {k: len(v) for k, v in parts.items()},
         "best_epoch": best["epoch"] + 1, "val_srcc": best["val_srcc"],
         "test": test, "train_seconds": time.perf_counter() - started,
-        "train_config": dataclasses.asdict(tc), "config": config.to_dict(), "code": code_identity(),
+        "train_config": dataclasses.asdict(tc), "config": config.to_dict(), "code": provenance.code_identity(),
         "precision": precision_record(device, tc.precision),  # what precision: auto chose, and why
         "history": history,
     }
@@ -610,149 +609,6 @@ def _finished_round(out: Path, epochs: int) -> dict | None:
     if not isinstance(stored, dict) or len(stored.get("history") or []) != epochs or not (out / "best.pt").is_file():
         return None
     return stored
-
-
-# ------------------------------------------------------------ the run folder
-# What ``resume`` accepts changed from the configuration that started the run: where the folder
-# is, where and how fast it runs, what it prints; and more epochs (except under the cosine
-# schedule, whose length they are) or more rounds. Anything else changes the results.
-RESUME_MAY_CHANGE = ("name", "out_dir", "data.image_cache", "train.device", "train.workers", "train.progress")
-RESUME_MAY_GROW = ("train.epochs", "train.rounds")
-RESUME_RULE = ("--resume may change only train.epochs and train.rounds (to more; epochs not under the cosine "
-               "schedule), train.device, train.workers, train.progress, data.image_cache, name and out_dir")
-_MISSING = object()
-
-
-def flatten_config(data: dict, prefix: str = "") -> dict:
-    """``{"train": {"epochs": 3}}`` -> ``{"train.epochs": 3}`` (options nest further)."""
-    out = {}
-    for key, value in data.items():
-        if isinstance(value, dict) and value:
-            out.update(flatten_config(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def _short(value) -> str:
-    text = "(absent)" if value is _MISSING else repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _model_train_defaults(config: RunConfig) -> dict:
-    """The model's own training defaults (what ``None`` in the train section means)."""
-    model = create_model(config.model.name, pretrained=False, **config.model.options)
-    return model.default_train_config()
-
-
-def resume_conflicts(config: RunConfig, stored: dict) -> list[str]:
-    """``"key (old -> new)"`` for every difference from ``stored`` that ``--resume`` refuses.
-
-    A train value of ``None`` is the model's default and compares as that
-    value; a key the stored configuration lacks (added to iqalib since)
-    compares as its default.
-    """
-    new, old = flatten_config(config.to_dict()), flatten_config(stored)
-    baseline = flatten_config(RunConfig().to_dict())
-    defaults = None
-    problems = []
-    for key in sorted(set(new) | set(old)):
-        before, after = old.get(key, baseline.get(key, _MISSING)), new.get(key, _MISSING)
-        if before == after or key in RESUME_MAY_CHANGE:
-            continue
-        was, now = before, after
-        if key.startswith("train.") and (was is None or now is None):
-            defaults = _model_train_defaults(config) if defaults is None else defaults
-            name = key.split(".", 1)[1]
-            was = defaults.get(name) if was is None else was
-            now = defaults.get(name) if now is None else now
-            if was == now:
-                continue
-        if key in RESUME_MAY_GROW and isinstance(was, int) and isinstance(now, int) and now > was:
-            schedule = config.train.schedule
-            if schedule is None:
-                defaults = _model_train_defaults(config) if defaults is None else defaults
-                schedule = defaults.get("schedule")
-            if key == "train.epochs" and schedule == "cosine":
-                problems.append(f"train.epochs ({was} -> {now}: the length of the cosine schedule the "
-                                "trained epochs followed)")
-            continue
-        problems.append(f"{key} ({_short(was)} -> {_short(now)})")
-    return problems
-
-
-def stored_configs(run_dir: Path) -> dict[str, dict]:
-    """``{round folder: the configuration that wrote it}`` from results.json, else last.pt."""
-    found = {}
-    for folder in round_dirs(run_dir):
-        config = None
-        try:
-            config = json.loads((folder / "results.json").read_text()).get("config")
-        except (OSError, ValueError, AttributeError):
-            pass
-        if config is None and (folder / "last.pt").is_file():
-            try:
-                config = torch.load(folder / "last.pt", map_location="cpu", weights_only=True, mmap=True).get("config")
-            except Exception:  # unreadable: resuming it says why (engine.checkpoint.resume_state)
-                config = None
-        if isinstance(config, dict):
-            found[folder.name] = config
-    return found
-
-
-def _describe_run(run_dir: Path, files: list[Path]) -> str:
-    from iqalib.engine.interrupt import saved_epochs
-
-    if (run_dir / "summary.json").is_file():
-        return f"a finished run ({len(round_dirs(run_dir))} round folder(s) and summary.json)"
-    saved = saved_epochs(run_dir)
-    if saved:
-        return "an unfinished run (" + ", ".join(f"{k}/last.pt holds epoch {e}" for k, e in saved.items()) + ")"
-    return "files of another run (" + ", ".join(str(p.relative_to(run_dir)) for p in files[:3]) + ")"
-
-
-def prepare_run_folder(config: RunConfig, *, resume: bool = False, force: bool = False) -> None:
-    """Check the run folder before training (hold its lock): a fresh run needs a folder without a
-    run in it, ``resume`` one whose configuration it may continue; ``force`` deletes the earlier
-    run's files (:func:`iqalib.engine.runlock.clear_run`). Also deletes temporary files that a
-    killed process left."""
-    run_dir = config.run_dir
-    if resume and force:
-        raise ConfigError("give --resume or --force, not both: --resume continues the run in "
-                          f"{run_dir}, --force deletes its files and starts afresh")
-    if distributed.is_main():
-        remove_temporaries(run_dir)
-    if force:
-        if distributed.is_main():
-            clear_run(run_dir)
-        return
-    files = [p for p in run_files(run_dir) if p.name != STAMP]  # the book's stamp alone is no run
-    if resume:
-        if not any(p.name in ("last.pt", "results.json") for p in files):
-            raise ConfigError(f"nothing to resume in {run_dir}: no round has a last.pt; check name= and "
-                              "out_dir=, or start the run without --resume")
-        problems = []
-        for stored in stored_configs(run_dir).values():
-            problems += [p for p in resume_conflicts(config, stored) if p not in problems]
-        if problems:
-            raise ConfigError(f"cannot resume {run_dir}: its configuration differs in {', '.join(problems)}; "
-                              "resume with the values it was started with, or start afresh with --force "
-                              f"(deletes its files) or another name= ({RESUME_RULE})")
-        return
-    if files:
-        raise RunExists(f"{run_dir} already holds {_describe_run(run_dir, files)}; continue it with --resume, "
-                        "start it afresh with --force (deletes its files), or choose another name=")
-
-
-@contextlib.contextmanager
-def holding_run(config: RunConfig, *, resume: bool = False, force: bool = False, check: bool = True):
-    """The block trains into ``config.run_dir``: its lock held, the folder checked
-    (:func:`prepare_run_folder`, unless ``check`` is False), and Ctrl-C, SIGTERM and SIGHUP
-    reported as :class:`~iqalib.engine.interrupt.TrainingInterrupted` saying what is saved."""
-    with report_interrupt(config.run_dir), run_lock(config.run_dir):
-        if check:
-            prepare_run_folder(config, resume=resume, force=force)
-        yield
 
 
 def fit(config, *, resume: bool = False, force: bool = False) -> dict:
@@ -786,8 +642,6 @@ def _fit_rounds(config: RunConfig, round_indices, *, resume: bool) -> list[dict]
         distributed.per_rank_train_config(config.train)  # a batch that cannot be split fails before decoding
     distributed.init_from_env(resolve_device(config.train.device))
     # An unknown model name or option fails here, before minutes of image decoding.
-    from iqalib.models.registry import model_options
-
     unknown = sorted(set(config.model.options) - set(model_options(config.model.name)))
     if unknown:
         hints = "".join(did_you_mean(o, model_options(config.model.name)) for o in unknown)
@@ -798,8 +652,6 @@ def _fit_rounds(config: RunConfig, round_indices, *, resume: bool) -> list[dict]
     if config.train.freeze_backbone:
         # One trunk pass over every image serves all rounds (their splits differ,
         # the crops and the frozen trunk do not).
-        from iqalib.engine.features import feature_bank
-
         device = resolve_device(config.train.device)
         seed_everything(config.train.seed)
         model = make_model(config, device)
@@ -819,7 +671,7 @@ def write_summary(config: RunConfig, rounds: list[dict]) -> dict:
         "summary": summary.reset_index().to_dict(orient="records"),
         "median_test_srcc": float(np.median(table["srcc"])),
         "median_test_plcc": float(np.median(table["plcc"])),
-        "config": config.to_dict(), "code": code_identity(),
+        "config": config.to_dict(), "code": provenance.code_identity(),
     }
     if distributed.is_main():
         atomic_write_json(config.run_dir / "summary.json", out)

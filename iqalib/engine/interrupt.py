@@ -8,18 +8,13 @@ epoch is redone on resume, and no mid-epoch state is needed. SIGTERM (what
 schedulers, ``kill`` and ``docker stop`` send) and SIGHUP (a closed terminal)
 are answered the same way. Three pieces make that safe and clear:
 
-* :func:`deferred_signals`, around every atomic write in
-  :mod:`iqalib.engine.checkpoint`: a SIGINT, SIGTERM or SIGHUP that arrives
-  while a file is written is held until the file is complete (renamed into
-  place), then delivered. A second signal during the write stops at once
-  (the write is atomic and its temporary file is deleted, so the previous
-  file stays intact either way). Where SIGTERM still has its default action
-  (outside training), the held signal then ends the process as it would
-  have, with no temporary file left behind.
-* :func:`signals_as_interrupts`, inside :func:`report_interrupt`: SIGTERM and
-  SIGHUP raise :class:`Terminated` (a ``KeyboardInterrupt``), so every
-  ``finally`` runs (the run folder's lock is released, temporary files are
-  deleted) as for Ctrl-C.
+* :func:`iqalib.signals.deferred_signals`, around every atomic write in
+  :mod:`iqalib.files`: a signal that arrives while a file is written is held
+  until the file is complete, then delivered.
+* :func:`iqalib.signals.signals_as_interrupts`, inside :func:`report_interrupt`:
+  SIGTERM and SIGHUP raise :class:`~iqalib.signals.Terminated` (a
+  ``KeyboardInterrupt``), so every ``finally`` runs (the run folder's lock is
+  released, temporary files are deleted) as for Ctrl-C.
 * :func:`report_interrupt`, around the rounds in :func:`iqalib.engine.fit.fit`:
   turns the ``KeyboardInterrupt`` into :class:`TrainingInterrupted` (still a
   ``KeyboardInterrupt``) whose one-line message names the signal, each
@@ -31,22 +26,11 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import threading
 from pathlib import Path
 
-# The signals that stop training cleanly. SIGHUP does not exist on Windows.
-STOP_SIGNALS = tuple(s for s in (signal.SIGINT, getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None))
-                     if s is not None)
-SIGNAL_NAMES = {signal.SIGINT: "Ctrl-C", getattr(signal, "SIGTERM", -1): "SIGTERM",
-                getattr(signal, "SIGHUP", -2): "SIGHUP"}
+import torch
 
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM or SIGHUP, raised like Ctrl-C so that cleanup runs."""
-
-    def __init__(self, signum: int):
-        super().__init__(f"stopped by {SIGNAL_NAMES.get(signum, f'signal {signum}')}")
-        self.signum = signum
+from iqalib.signals import SIGNAL_NAMES, signals_as_interrupts
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -62,73 +46,11 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.saved = saved
 
 
-def _in_main_thread() -> bool:
-    return threading.current_thread() is threading.main_thread()
-
-
-@contextlib.contextmanager
-def deferred_signals():
-    """Hold a SIGINT, SIGTERM or SIGHUP that arrives inside the block until the block is done.
-
-    Only the main thread can own signal handlers; elsewhere (and for signals
-    that are ignored) this does nothing.
-    """
-    if not _in_main_thread():
-        yield
-        return
-    previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
-    held: list[int] = []
-
-    def hold(signum, frame):
-        if held:  # a second signal: the user insists, stop now (the write rolls back)
-            raise KeyboardInterrupt if signum == signal.SIGINT else Terminated(signum)
-        held.append(signum)
-
-    watched = [s for s, handler in previous.items() if handler not in (signal.SIG_IGN, None)]
-    try:
-        for s in watched:
-            signal.signal(s, hold)
-        yield
-    finally:
-        for s in watched:
-            signal.signal(s, previous[s])
-    if held:
-        # Delivered to the handler that was in place (Python's: KeyboardInterrupt; SIGTERM's
-        # default: the process ends, after the file was completed).
-        signal.raise_signal(held[0])
-
-
-deferred_sigint = deferred_signals  # the earlier name
-
-
-@contextlib.contextmanager
-def signals_as_interrupts():
-    """Inside the block SIGTERM and SIGHUP raise :class:`Terminated` (where their action is the default)."""
-    if not _in_main_thread():
-        yield
-        return
-
-    def terminate(signum, frame):
-        raise Terminated(signum)
-
-    replaced = {}
-    try:
-        for s in STOP_SIGNALS:
-            if s != signal.SIGINT and signal.getsignal(s) == signal.SIG_DFL:
-                replaced[s] = signal.signal(s, terminate)
-        yield
-    finally:
-        for s, handler in replaced.items():
-            signal.signal(s, handler)
-
-
 def saved_epochs(run_dir: str | Path) -> dict[str, int]:
     """``{round folder name: last finished epoch (1-based)}`` of every readable ``last.pt``.
 
     Tensors are memory-mapped, not read: this stays quick for large models.
     """
-    import torch
-
     found = {}
     for last in sorted(Path(run_dir).glob("round_*/last.pt")):
         try:

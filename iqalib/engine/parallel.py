@@ -29,6 +29,8 @@ from pathlib import Path
 
 from iqalib.config import RunConfig, from_dict
 from iqalib.engine import distributed
+from iqalib.engine.fit import as_config, fit, fit_rounds, write_summary
+from iqalib.engine.runfolder import holding_run
 from iqalib.engine.runlock import HOLDER_ENV
 from iqalib.errors import ConfigError, IQAError
 
@@ -143,8 +145,6 @@ def fit_parallel(config, devices: list[str], *, resume: bool = False, force: boo
     written once all are done. ``resume`` and ``force`` as for :func:`fit`.
     Returns what :func:`fit` returns.
     """
-    from iqalib.engine.fit import as_config, holding_run, write_summary
-
     config = as_config(config)
     n_rounds = config.train.rounds
     slots = list(devices)[: max(1, min(len(devices), n_rounds))]
@@ -158,8 +158,6 @@ def fit_parallel(config, devices: list[str], *, resume: bool = False, force: boo
 
 # ------------------------------------------------------------ the worker
 def _work(spec_path: str) -> int:
-    from iqalib.engine.fit import fit, fit_rounds
-
     spec = json.loads(Path(spec_path).read_text())
     config = from_dict(spec["config"])
     try:

@@ -20,14 +20,15 @@ import hashlib
 import json
 import os
 import platform
-import statistics
 import time
 import warnings
 from pathlib import Path
 
 import torch
 
+from iqalib.data.images import cache_root
 from iqalib.errors import ConfigError, OutputError
+from iqalib.files import atomic_write_json
 from iqalib.numerics import denormal_state
 
 ENV = "IQALIB_CPU_PRECISION"
@@ -142,8 +143,6 @@ def decide(probe: dict, margin: float = MARGIN) -> str:
 
 # ------------------------------------------------------------------ the cache
 def cache_path() -> Path:
-    from iqalib.data.images import cache_root
-
     return cache_root() / CACHE_FILE
 
 
@@ -186,8 +185,6 @@ def cpu_probe(*, refresh: bool = False, probe=None) -> dict:
         if "isa_limits" in identity:  # says why the file holds a second entry for the same CPU
             entry["isa_limits"] = identity["isa_limits"]
         cached[key] = entry
-        from iqalib.engine.checkpoint import atomic_write_json
-
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_json(path, cached)

@@ -1,4 +1,4 @@
-"""The run folder: one process at a time, one run at a time.
+"""The run folder's lock: one process at a time.
 
 **The lock.** A training process holds ``RUN_DIR/.iqalib.lock`` for as long
 as it writes into the folder. The file names the holder (pid, host, the
@@ -17,10 +17,8 @@ pid in ``$IQALIB_RUN_LOCK_HOLDER`` and in the lock file and do not take it
 again. Within one process the lock is re-entrant (``run_or_load`` holds it
 around ``fit``, which takes it too).
 
-**The files.** :data:`RUN_FILES` and :data:`ROUND_FILES` are every file the
-engine (and ``run_or_load``'s stamp) writes in a run folder;
-:func:`clear_run` removes only those (``--force``), so a folder never mixes
-two runs and never loses a file the user put there.
+The run folder's rules (which files are a run's, reuse, resume, force) are
+:mod:`iqalib.engine.runfolder`'s.
 """
 from __future__ import annotations
 
@@ -28,7 +26,6 @@ import contextlib
 import datetime
 import json
 import os
-import re
 import shlex
 import socket
 import sys
@@ -36,8 +33,8 @@ import warnings
 from pathlib import Path
 
 from iqalib.engine import distributed
-from iqalib.engine.checkpoint import make_folder, output_error
-from iqalib.engine.interrupt import deferred_signals
+from iqalib.files import make_folder, output_error
+from iqalib.signals import deferred_signals
 from iqalib.errors import IQAError
 
 try:
@@ -47,12 +44,6 @@ except ImportError:  # Windows: the file's contents alone decide
 
 LOCK_NAME = ".iqalib.lock"
 HOLDER_ENV = "IQALIB_RUN_LOCK_HOLDER"  # set by a parent that holds the locks of its workers' runs
-# Every file a run writes: the folder's own, then each round_<r>/'s. config_fingerprint.json is
-# iqalib.experiments.run_or_load's stamp (the configuration it trained the folder with).
-STAMP = "config_fingerprint.json"
-RUN_FILES = ("summary.json", STAMP)
-ROUND_FILES = ("last.pt", "best.pt", "history.csv", "predictions.csv", "results.json")
-_ROUND_DIR = re.compile(r"round_\d+")
 
 _held: dict[str, int] = {}  # lock path -> nesting depth, in this process
 
@@ -260,66 +251,3 @@ def _release(path: Path, fd: int) -> None:
         os.unlink(path)  # while still holding the flock: nobody takes a lock that is going away
     with contextlib.suppress(OSError):
         os.close(fd)
-
-
-# ------------------------------------------------------------ the files
-def round_dirs(run_dir: str | Path) -> list[Path]:
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        return []
-    found = [p for p in run_dir.iterdir() if p.is_dir() and _ROUND_DIR.fullmatch(p.name)]
-    return sorted(found, key=lambda p: int(p.name.split("_")[1]))
-
-
-def run_files(run_dir: str | Path) -> list[Path]:
-    """The files of a run in ``run_dir`` (summary, stamp, every round's files), in that order."""
-    run_dir = Path(run_dir)
-    found = [run_dir / name for name in RUN_FILES if (run_dir / name).is_file()]
-    for folder in round_dirs(run_dir):
-        found += [folder / name for name in ROUND_FILES if (folder / name).is_file()]
-    return found
-
-
-def _temporaries(folder: Path, names) -> list[Path]:
-    """Left-over temporary files of an atomic write of ``names`` (see engine.checkpoint)."""
-    found = []
-    for name in names:
-        found += [p for p in folder.glob(f".{glob_escape(name)}.*.tmp") if p.is_file()]
-    return found
-
-
-def glob_escape(name: str) -> str:
-    return re.sub(r"([*?\[])", r"[\1]", name)
-
-
-def remove_temporaries(run_dir: str | Path) -> list[Path]:
-    """Delete what an atomic write killed by SIGKILL (or a power cut) left behind; under the lock."""
-    run_dir = Path(run_dir)
-    stale = _temporaries(run_dir, RUN_FILES) if run_dir.is_dir() else []
-    for folder in round_dirs(run_dir):
-        stale += _temporaries(folder, ROUND_FILES)
-    for path in stale:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-    return stale
-
-
-def clear_run(run_dir: str | Path) -> list[Path]:
-    """Remove every file a run wrote in ``run_dir`` (and round folders left empty); returns them.
-
-    Files the engine did not write stay, and so does a round folder holding them.
-    """
-    run_dir = Path(run_dir)
-    removed = run_files(run_dir)
-    for path in removed:
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            raise output_error(path, exc) from exc
-    remove_temporaries(run_dir)
-    for folder in round_dirs(run_dir):
-        with contextlib.suppress(OSError):
-            folder.rmdir()  # only when empty
-    return removed

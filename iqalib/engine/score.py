@@ -18,6 +18,7 @@ its reason; the others are scored.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import stat
@@ -32,14 +33,20 @@ import numpy as np
 import pandas as pd
 import torch
 
+from iqalib import metrics
+from iqalib.config import from_dict
 from iqalib.data.datasets import IMAGE_EXTENSIONS
-from iqalib.data.images import DEFAULT_MAX_PIXELS, ImageStore, decode_image
+from iqalib.data.images import DEFAULT_MAX_PIXELS, ImageStore, decode_image, resize_image
 from iqalib.data.patches import PatchDataset, to_model_input
 from iqalib.data.preprocess import original_hyperiqa_crops, preprocess_of
+from iqalib.data.splits import split_table
 from iqalib.data.table import read_csv_table
-from iqalib.engine.checkpoint import (MAX_PATCH_SIZE, MIN_PATCH_SIZE, WEIGHTS_KEYS, atomic_write_text,
-                                      load_checkpoint, output_error)
+from iqalib.engine.checkpoint import MAX_PATCH_SIZE, MIN_PATCH_SIZE, WEIGHTS_KEYS, load_checkpoint
+from iqalib.engine.fit import PatchSource, predict_images, prepare_data, resolved_train
+from iqalib.engine.precision import autocast_dtype
 from iqalib.errors import CheckpointError, ConfigError, DataError, ImageError
+from iqalib.files import atomic_write_text, output_error
+from iqalib.models import create_model
 
 MAX_PATCHES = 1024  # crops per image; the papers use 25, a 32x32 grid is far past any gain
 MAX_BATCH_SIZE = 1024  # crops per forward pass; memory grows with it
@@ -54,8 +61,6 @@ _NOT_PHOTOS = {".bufr", ".grib", ".h5", ".hdf", ".eps", ".ps", ".emf", ".wmf", "
 
 def load_trained(checkpoint: str | Path, device: str | torch.device = "cpu"):
     """The model saved in ``checkpoint`` (``best.pt`` or ``last.pt``), in eval mode."""
-    from iqalib.models import create_model
-
     state = load_checkpoint(checkpoint, keys=WEIGHTS_KEYS)
     config = state.get("config") if isinstance(state.get("config"), dict) else {}
     options = (config.get("model") or {}).get("options") or {}
@@ -386,8 +391,6 @@ def predict(model, image, *, patches: int = 25, patch_size: int | None = None, s
         arr = np.asarray(image.convert("RGB") if isinstance(image, PILImage.Image) else image, np.uint8)
         if arr.ndim != 3 or arr.shape[2] != 3:
             raise DataError(f"image array has shape {arr.shape}; expected (H, W, 3) uint8 RGB")
-        from iqalib.data.images import resize_image
-
         arr = resize_image(arr, short_side=None, min_side=patch_size)
     device = next(model.parameters()).device
     was_training = model.training
@@ -407,13 +410,6 @@ def evaluate_split(checkpoint: str | Path, *, split: str = "test", dataset: str 
     Round r of a run split its data with ``split_seed + r`` and cropped with
     ``seed + r`` (see :func:`iqalib.engine.fit.fit_round`); the same are used here.
     """
-    import dataclasses
-
-    from iqalib import metrics
-    from iqalib.config import from_dict
-    from iqalib.data.splits import split_table
-    from iqalib.engine.fit import PatchSource, autocast_dtype, predict_images, prepare_data, resolved_train
-
     state = load_checkpoint(checkpoint, keys=(*WEIGHTS_KEYS, "config"))
     if not isinstance(state["config"], dict) or not isinstance(state["config"].get("data"), dict):
         raise CheckpointError(f"{checkpoint}: records no run configuration to evaluate with; "

@@ -38,7 +38,6 @@ refused with one line naming the keys.
 from __future__ import annotations
 
 import functools
-import hashlib
 import re
 from collections import OrderedDict
 from pathlib import Path
@@ -46,6 +45,7 @@ from pathlib import Path
 import torch
 
 from iqalib.errors import CheckpointError, ConfigError, pickled_code
+from iqalib.models.registry import create_model
 
 FORMATS = {
     "hyperiqa": "the original HyperIQA release (koniq_pretrained.pkl): HyperNet(16, 112, 224, 112, 56, 28, 14, 7) "
@@ -114,14 +114,6 @@ def iqalib_key(fmt: str, key: str) -> str | None:
 
 
 # ---------------------------------------------------------------- reading
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
 
 def read_official(path: str | Path) -> OrderedDict[str, torch.Tensor]:
     """The state dict in ``path``, loaded with ``weights_only=True`` (no code runs)."""
@@ -204,8 +196,6 @@ def detect_model(fmt: str, state: dict, model_name: str | None = None, *,
 
 @functools.lru_cache(maxsize=16)
 def _meta_model(name: str, options: tuple):
-    from iqalib.models.registry import create_model
-
     with torch.device("meta"):  # names and shapes only: nothing is allocated
         return create_model(name, pretrained=False, **dict(options))
 
@@ -286,30 +276,3 @@ def iqalib_official_name(fmt: str, iqalib_name: str) -> str:
     if found:
         return f"fc5{found.group(1)[0]}_fc.{found.group(2)}"
     return iqalib_name
-
-
-def import_weights(fmt: str, source: str | Path, out: str | Path, *, model_name: str | None = None) -> dict:
-    """Convert the official file ``source`` into an iqalib checkpoint ``out`` (with its model card).
-
-    ``out`` must not exist (an existing file is never overwritten); it is
-    written atomically. Returns the card.
-    """
-    from iqalib.engine.card import import_card
-    from iqalib.engine.checkpoint import save_checkpoint
-    from iqalib.models.hyperiqa import PATCH_SIZE
-
-    if fmt not in FORMATS:
-        raise ConfigError(f"unknown checkpoint format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    source, out = Path(source), Path(out)
-    if out.exists() or out.is_symlink():
-        raise CheckpointError(f"{out}: already exists; importing never overwrites a file: "
-                              "choose another --out or delete it first")
-    state = read_official(source)
-    name, options, converted = convert_state_dict(fmt, state, model_name, source=str(source))
-    card = import_card(fmt, name, options, source=source, source_sha256=sha256_file(source))
-    save_checkpoint(out, {
-        "model_name": name, "model": converted, "epoch": None, "round": 0,
-        "config": {"model": {"name": name, "options": options}, "train": {"patch_size": PATCH_SIZE}},
-        "card": card,
-    })
-    return card

@@ -1,0 +1,128 @@
+"""Writing files safely: atomically, with one-line errors, never half a file.
+
+Everything is written to a temporary file in the same folder, flushed to
+disk, then renamed over the target: a crash or a full disk mid-write leaves
+the previous file intact. A write that fails (no space, no permission) is an
+:class:`~iqalib.errors.OutputError` naming the folder and the fix; a Ctrl-C
+that arrives during a write is held until the file is complete (see
+:func:`iqalib.signals.deferred_signals`). A temporary file is named
+``.<name>.<random>.tmp`` beside its target, so what a killed process left can
+be recognised and deleted.
+"""
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from iqalib.errors import OutputError
+from iqalib.signals import deferred_signals
+
+_NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG}
+_NO_PERMISSION = {errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+def _os_error(exc: BaseException) -> OSError | None:
+    """The OSError behind ``exc`` (torch.save wraps a failed write in a RuntimeError)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, OSError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def output_error(path: Path, exc: OSError, *, folder: bool = False, existed: bool = False) -> OutputError:
+    """One line naming the file (or ``folder``), the cause and the fix."""
+    path = Path(path)
+    what = f"cannot create the folder {path}" if folder else f"cannot write {path.name} in {path.parent}"
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if exc.errno in _NO_SPACE:
+        fix = "free space on that disk (or write elsewhere) and rerun"
+    elif exc.errno in _NO_PERMISSION:
+        fix = "make the folder writable (chmod/chown) or choose another folder"
+    else:
+        fix = "check the disk and the folder"
+    kept = f"; the previous {path.name} is intact" if existed else ""
+    error = OutputError(f"{what}: {reason}; {fix}{kept}")
+    error.errno = exc.errno  # not filename: OSError.__str__ would then ignore the message
+    return error
+
+
+def make_folder(path: Path) -> Path:
+    """``mkdir -p`` with a one-line :class:`OutputError` when it cannot be created."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise output_error(path, exc, folder=True) from exc
+    return path
+
+
+def atomic_write_bytes(path: Path, write) -> None:
+    """Call ``write(file)`` on a temporary file, then rename it to ``path``.
+
+    A failed write raises :class:`OutputError` and leaves ``path`` as it was.
+    """
+    path = Path(path)
+    make_folder(path.parent)
+    existed = path.exists()
+    try:
+        with deferred_signals():  # Ctrl-C or SIGTERM waits for the rename
+            _write_and_rename(path, write)
+    except (OSError, RuntimeError) as exc:
+        cause = _os_error(exc)
+        if cause is None or isinstance(exc, OutputError):
+            raise
+        raise output_error(path, cause, existed=existed) from exc
+
+
+def _write_and_rename(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        # mkstemp creates 0600 files; give results the permissions any new file gets.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, lambda f: f.write(text.encode()))
+
+
+def atomic_write_json(path: Path, data) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(obj):
+    if hasattr(obj, "item"):
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of the file's bytes, read in 1 MiB pieces."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
