@@ -1,4 +1,5 @@
-"""Every sentence rule of iqalib.analysis.verdicts fires on small synthetic numbers, and stays quiet otherwise."""
+"""Every closing-sentence rule (each kept with its topic under iqalib.analysis) fires on small synthetic numbers,
+and stays quiet otherwise."""
 from __future__ import annotations
 
 import json
@@ -9,8 +10,20 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from iqalib.analysis import verdicts as v
-from iqalib.analysis.selection import selection_table
+from iqalib.analysis.ablation import pair_claim_rows
+from iqalib.analysis.attention import collapsed_stage
+from iqalib.analysis.attention_verdicts import attention_claim, attention_round_sentences, attention_sentences
+from iqalib.analysis.claims import CLAIMS, claim_row, claims_table, record_claims, summary_sentences
+from iqalib.analysis.cross_dataset import cross_dataset_sentences, cross_dataset_view, transfer_claim
+from iqalib.analysis.dataset import source_sentences
+from iqalib.analysis.linear_probe import probe_sentences
+from iqalib.analysis.lr_sweep import lr_claim, lr_moves, lr_sentences
+from iqalib.analysis.model_size import model_size_sentences
+from iqalib.analysis.performance import performance_sentences, precision_sentences
+from iqalib.analysis.recipes import recipe_sentences
+from iqalib.analysis.runs import ceiling_sentences, headline_sentence, prediction_range_sentences, spread_sentences
+from iqalib.analysis.selection import selection_sentences, selection_table
+from iqalib.analysis.significance import comparison_sentences, pair_verdict
 
 
 def _results(name="m", rounds=((1, 4, 0.70, 0.72),), data="demo (synthetic)"):
@@ -33,60 +46,60 @@ def test_selection_table_reports_the_gap_of_the_selected_epoch():
 
 
 def test_epoch_one_selection_fires_only_when_later_epochs_existed():
-    fired = v.selection_sentences(selection_table(_results(rounds=((1, 4, 0.7, 0.7), (3, 4, 0.7, 0.7)))))
+    fired = selection_sentences(selection_table(_results(rounds=((1, 4, 0.7, 0.7), (3, 4, 0.7, 0.7)))))
     assert any("round 0 selected epoch 1 of 4" in s for s in fired)
-    quiet = v.selection_sentences(selection_table(_results(rounds=((2, 4, 0.7, 0.7), (3, 4, 0.7, 0.7)))))
+    quiet = selection_sentences(selection_table(_results(rounds=((2, 4, 0.7, 0.7), (3, 4, 0.7, 0.7)))))
     assert not any("selected epoch 1" in s for s in quiet)
-    single = v.selection_sentences(selection_table(_results(rounds=((1, 1, 0.7, 0.7),))))
-    one_epoch_gap = v.selection_sentences(selection_table(_results(rounds=((1, 1, 0.01, 0.34),))))
+    single = selection_sentences(selection_table(_results(rounds=((1, 1, 0.7, 0.7),))))
+    one_epoch_gap = selection_sentences(selection_table(_results(rounds=((1, 1, 0.01, 0.34),))))
     assert any("one split's SRCC is largely noise" in s for s in one_epoch_gap)
     assert not any("selected epoch 1" in s for s in single)
     assert any("no epoch to select" in s for s in single)
 
 
 def test_validation_test_gap_fires_at_the_limit():
-    noisy = v.selection_sentences(selection_table(_results(rounds=((2, 4, 0.28, 0.71), (3, 4, 0.76, 0.41)))))
+    noisy = selection_sentences(selection_table(_results(rounds=((2, 4, 0.28, 0.71), (3, 4, 0.76, 0.41)))))
     assert any("disagree on the selected epoch by up to 0.43" in s and "largely noise" in s for s in noisy)
     assert any("round 0: validation 0.28, test 0.71" in s for s in noisy)
-    calm = v.selection_sentences(selection_table(_results(rounds=((2, 4, 0.70, 0.75), (3, 4, 0.76, 0.70)))))
+    calm = selection_sentences(selection_table(_results(rounds=((2, 4, 0.70, 0.75), (3, 4, 0.76, 0.70)))))
     assert not any("largely noise" in s for s in calm)
     assert any("agree within 0.06" in s for s in calm)
 
 
 def test_round_spread_fires_only_when_rounds_disagree():
-    assert v.spread_sentences(_results(rounds=((2, 4, 0.7, 0.30), (2, 4, 0.7, 0.65))))
-    assert v.spread_sentences(_results(rounds=((2, 4, 0.7, 0.60), (2, 4, 0.7, 0.65)))) == []
-    assert v.spread_sentences(_results(rounds=((2, 4, 0.7, 0.60),))) == []
+    assert spread_sentences(_results(rounds=((2, 4, 0.7, 0.30), (2, 4, 0.7, 0.65))))
+    assert spread_sentences(_results(rounds=((2, 4, 0.7, 0.60), (2, 4, 0.7, 0.65)))) == []
+    assert spread_sentences(_results(rounds=((2, 4, 0.7, 0.60),))) == []
 
 
 def test_headline_says_one_round_has_no_spread():
-    assert v.headline_sentence(_results()) == ("m on demo (synthetic): test SRCC 0.720, PLCC 0.720 "
+    assert headline_sentence(_results()) == ("m on demo (synthetic): test SRCC 0.720, PLCC 0.720 "
                                                "(one round, no spread).")
-    assert "2 rounds: test SRCC median 0.500 (range 0.400 to 0.600)" in v.headline_sentence(
+    assert "2 rounds: test SRCC median 0.500 (range 0.400 to 0.600)" in headline_sentence(
         _results(rounds=((2, 4, 0.7, 0.4), (2, 4, 0.7, 0.6))))
 
 
 def test_predictions_far_outside_the_scale():
     mos = np.linspace(0, 100, 40)
     inside = pd.DataFrame({"mos": mos, "pred": mos * 0.9 + 5})
-    assert v.prediction_range_sentences(inside, (0, 100)) == []
+    assert prediction_range_sentences(inside, (0, 100)) == []
     # 4 of 40 (10%) more than 25 points outside [0, 100]
     outside = inside.assign(pred=np.r_[[-60, -40, 140, 180], mos[4:]])
-    sentence, = v.prediction_range_sentences(outside, (0, 100), "m")
+    sentence, = prediction_range_sentences(outside, (0, 100), "m")
     assert sentence.startswith("m: 4 of 40 test predictions (10%)")
     # just outside the scale is not "far"
     near = inside.assign(pred=np.r_[[-10, 110, 105, -5], mos[4:]])
-    assert v.prediction_range_sentences(near, (0, 100)) == []
+    assert prediction_range_sentences(near, (0, 100)) == []
 
 
 # ------------------------------------------------------------------ data
 
 def test_few_sources_make_coarse_intervals():
-    few = v.source_sentences(pd.Series(["a"] * 25 + ["b"] * 25 + ["c"] * 25), 75)[0]
+    few = source_sentences(pd.Series(["a"] * 25 + ["b"] * 25 + ["c"] * 25), 75)[0]
     assert "75 test images come from 3 source photographs" in few and "coarse" in few
-    many = v.source_sentences(pd.Series([f"s{k % 20}" for k in range(80)]), 80)[0]
+    many = source_sentences(pd.Series([f"s{k % 20}" for k in range(80)]), 80)[0]
     assert "20 source photographs" in many and "coarse" not in many
-    assert "resample images" in v.source_sentences(None, 50)[0]
+    assert "resample images" in source_sentences(None, 50)[0]
 
 
 # ------------------------------------------------------------------ comparisons
@@ -100,21 +113,21 @@ def _summary(deltas, significant, a="multiscale_attention", b="hyperiqa", sign_p
 
 def test_pair_verdict_rules():
     six_wins = _summary([0.05] * 6, 1.0, sign_p=2 * 0.5**6)
-    assert v.pair_verdict(six_wins) == "supported"
+    assert pair_verdict(six_wins) == "supported"
     six_losses = _summary([-0.05] * 6, 1.0, sign_p=2 * 0.5**6)
-    assert v.pair_verdict(six_losses) == "contradicted"
+    assert pair_verdict(six_losses) == "contradicted"
     mixed = _summary([0.05, -0.02, 0.01, 0.03, -0.01, 0.02], 0.3, sign_p=0.69)
-    assert v.pair_verdict(mixed) == "not supported (sign test p = 0.69)"
+    assert pair_verdict(mixed) == "not supported (sign test p = 0.69)"
     note = "a sign test needs at least 6 rounds, this run has 2"
     two_clear = _summary([0.05, 0.04], 1.0, note=note)
-    assert v.pair_verdict(two_clear) == f"supported in every round, untested across rounds ({note})"
+    assert pair_verdict(two_clear) == f"supported in every round, untested across rounds ({note})"
     two_unclear = _summary([0.05, 0.04], 0.5, note=note)
-    assert v.pair_verdict(two_unclear) == f"untested ({note})"
+    assert pair_verdict(two_unclear) == f"untested ({note})"
 
 
 def test_comparison_sentence_names_the_change_and_the_resampling():
     summary = pd.DataFrame([_summary([0.05, -0.01], 0.5, a="hyperiqa_seed_recipe", b="hyperiqa")])
-    sentence, = v.comparison_sentences(summary, {"hyperiqa_seed_recipe": "(d')", "hyperiqa": "(d)"},
+    sentence, = comparison_sentences(summary, {"hyperiqa_seed_recipe": "(d')", "hyperiqa": "(d)"},
                                        {("hyperiqa_seed_recipe", "hyperiqa"): "the recipe"})
     assert sentence.startswith("(d') vs (d) (changes the recipe): median ΔSRCC +0.020, (d') better in 1 of 2 "
                                "rounds; bootstrap by source (3 sources): p < 0.05 in 1 of 2; verdict: not supported")
@@ -123,9 +136,9 @@ def test_comparison_sentence_names_the_change_and_the_resampling():
 def test_recipe_sentence_fires_only_when_recipes_differ():
     table = pd.DataFrame({"model": ["x", "y"], "optimizer": ["adam", "adamw"], "head widths": ["1", "2"]},
                          index=["A", "B"])
-    differ, = v.recipe_sentences(table, "A", "B")
+    differ, = recipe_sentences(table, "A", "B")
     assert "optimizer adam vs adamw" in differ and "mixes the two" in differ
-    same, = v.recipe_sentences(table.assign(optimizer="adamw"), "A", "B")
+    same, = recipe_sentences(table.assign(optimizer="adamw"), "A", "B")
     assert "same resolved settings" in same
 
 
@@ -141,17 +154,17 @@ def _weights(n=40, top=0.95, share=1.0):
 
 def test_collapsed_attention_replaces_the_verdict():
     weights = _weights(top=0.95, share=1.0)
-    assert v.collapsed_stage(weights) == ("w2", 1.0)
-    sentence, = v.attention_sentences(weights, None, "Supported: ...")
+    assert collapsed_stage(weights) == ("w2", 1.0)
+    sentence, = attention_sentences(weights, None, "Supported: ...")
     assert sentence.startswith("Attention has collapsed onto stage 2") and "40 of 40" in sentence
     assert "no verdict" in sentence
 
 
 def test_attention_that_varies_keeps_the_verdict():
     for weights in (_weights(top=0.85, share=1.0), _weights(top=0.95, share=0.4)):
-        assert v.collapsed_stage(weights) is None
+        assert collapsed_stage(weights) is None
         statistics = SimpleNamespace(resampling="by image (60 images)")
-        sentences = v.attention_sentences(weights, statistics, "Supported: because.")
+        sentences = attention_sentences(weights, statistics, "Supported: because.")
         assert sentences[0] == "Supported: because." and "by image (60 images)" in sentences[1]
 
 
@@ -160,12 +173,12 @@ def test_attention_that_varies_keeps_the_verdict():
 def test_one_data_set_says_so_instead_of_a_matrix():
     one = pd.DataFrame([{"train": "demo", "test": "demo", "split": "test split", "n": 75, "srcc": 0.8, "plcc": 0.8}])
     one.attrs["skipped"] = {"livec": "not found"}
-    sentence, = v.cross_dataset_sentences(one)
+    sentence, = cross_dataset_sentences(one)
     assert sentence.startswith("Only demo is present on this machine (livec not found)")
     two = pd.concat([one, pd.DataFrame([{"train": "demo", "test": "livec", "split": "all images", "n": 1162,
                                          "srcc": 0.3, "plcc": 0.3}])], ignore_index=True)
     two.attrs["skipped"] = {}
-    sentence, = v.cross_dataset_sentences(two)
+    sentence, = cross_dataset_sentences(two)
     assert "ranks livec (all images) with SRCC 0.300, against 0.800" in sentence and "drop of 0.500" in sentence
 
 
@@ -177,21 +190,21 @@ def _three_rounds(srcc, rates, best_epoch=3):
 def test_learning_rate_jump_within_a_decade():
     sweep, rates = _three_rounds([0.13, 0.71, 0.70], [1e-3, 1e-2, 1e-1])
     sweep["best_epoch"] = [1, 3, 2] * 3
-    fired = v.lr_sentences(sweep, rates, "head learning rate; trunk frozen")
+    fired = lr_sentences(sweep, rates, "head learning rate; trunk frozen")
     assert fired[0].startswith("Best median test SRCC 0.710 at head learning rate 0.01")
     assert any("from 0.001 to 0.01 the rate moves SRCC by +0.580" in s and "the same way in 3 of 3 rounds: at this "
                "budget training is fragile" in s for s in fired)
     assert any("At 0.001 a round selected epoch 1" in s for s in fired)
-    one_epoch = v.lr_sentences(sweep, rates, "rate", epochs=1)
+    one_epoch = lr_sentences(sweep, rates, "rate", epochs=1)
     assert not any("selected epoch 1" in s for s in one_epoch)
     # one round per rate: the jump is reported, but not read as the rate's
-    single = v.lr_sentences(sweep.iloc[:3], rates[:3], "rate")
+    single = lr_sentences(sweep.iloc[:3], rates[:3], "rate")
     assert any("with 1 round per rate a change of split can move SRCC as much" in s for s in single)
     assert not any("fragile" in s for s in single)
-    calm = v.lr_sentences(sweep.assign(srcc=[0.70, 0.71, 0.70] * 3, best_epoch=3), rates, "rate")
+    calm = lr_sentences(sweep.assign(srcc=[0.70, 0.71, 0.70] * 3, best_epoch=3), rates, "rate")
     assert not any("fragile" in s for s in calm) and any("at most 0.010" in s for s in calm)
     # two rates more than a decade apart are not "within one decade"
-    far = v.lr_sentences(pd.DataFrame({"srcc": [0.13, 0.71], "best_epoch": [2, 2]}), [1e-4, 1e-2], "rate")
+    far = lr_sentences(pd.DataFrame({"srcc": [0.13, 0.71], "best_epoch": [2, 2]}), [1e-4, 1e-2], "rate")
     assert not any("fragile" in s for s in far) and any("No two swept rates" in s for s in far)
 
 
@@ -203,7 +216,7 @@ def test_learning_rate_steps_are_paired_by_round_and_match_a_direct_computation(
     rows = [{"trunk_lr": r, "round": k, "srcc": split[k] + effect[r] + rng.normal(0, 0.004), "best_epoch": 3}
             for r in rates for k in range(7)]
     sweep = pd.DataFrame(rows).sample(frac=1, random_state=0)  # row order must not matter
-    moves = v.lr_moves(sweep, sweep["trunk_lr"])
+    moves = lr_moves(sweep, sweep["trunk_lr"])
     assert [(m.a, m.b) for m in moves.itertuples()] == [(1e-4, 3e-4), (3e-4, 1e-3)]  # 1e-3 -> 1e-1: two decades
     wide = sweep.pivot(index="round", columns="trunk_lr", values="srcc")
     for move in moves.itertuples():
@@ -211,7 +224,7 @@ def test_learning_rate_steps_are_paired_by_round_and_match_a_direct_computation(
         assert move.delta == pytest.approx(np.median(diffs))
         assert move.sign_p == pytest.approx(stats.binomtest(int((diffs > 0).sum()), len(diffs)).pvalue)
     assert moves["fragile"].tolist() == [False, True]  # +0.01 is below LR_JUMP; -0.08 in 7 of 7 rounds
-    claim = v.lr_claim(sweep, sweep["trunk_lr"])["verdict"]
+    claim = lr_claim(sweep, sweep["trunk_lr"])["verdict"]
     assert claim.startswith("contradicted (from 0.0003 to 0.001 SRCC moves -0.0") and "7 of 7 rounds" in claim
 
 
@@ -219,117 +232,117 @@ def test_learning_rate_step_that_the_rounds_disagree_on_is_untested():
     # 3 rounds: +0.2, +0.2, -0.2 -> median +0.2, but one round moved the other way
     sweep = pd.DataFrame({"srcc": [0.5, 0.7, 0.5, 0.7, 0.7, 0.5], "round": [0, 0, 1, 1, 2, 2], "best_epoch": 3})
     rates = [1e-3, 1e-2] * 3
-    moves = v.lr_moves(sweep, rates)
+    moves = lr_moves(sweep, rates)
     assert moves.loc[0, "same_way"] == 2 and not moves.loc[0, "fragile"]
-    assert v.lr_claim(sweep, rates)["verdict"] == (
+    assert lr_claim(sweep, rates)["verdict"] == (
         "untested (from 0.001 to 0.01 SRCC moves +0.200, but only 2 of 3 rounds moved that way)")
     assert any("but only 2 of 3 rounds moved that way: the split moves SRCC as much as the rate" in s
-               for s in v.lr_sentences(sweep, rates, "rate"))
+               for s in lr_sentences(sweep, rates, "rate"))
     # rounds that no two rates share pair nothing: no verdict, and no crash
     apart = pd.DataFrame({"srcc": [0.5, 0.7] * 3, "round": [0, 3, 1, 4, 2, 5], "best_epoch": 3})
-    assert v.lr_claim(apart, rates)["verdict"] == (
+    assert lr_claim(apart, rates)["verdict"] == (
         "untested (neighbouring rates share no round, so no split pairs them)")
-    assert v.lr_sentences(apart, rates, "rate")[1] == (
+    assert lr_sentences(apart, rates, "rate")[1] == (
         "Neighbouring rates within one decade share no round, so no split pairs them.")
     # 3 rounds per rate but only 2 shared: two pairs cannot decide, however alike
     shared_two = pd.DataFrame({"srcc": [0.5, 0.7] * 3, "round": [0, 0, 1, 1, 2, 5], "best_epoch": 3})
-    assert v.lr_claim(shared_two, rates)["verdict"] == (
+    assert lr_claim(shared_two, rates)["verdict"] == (
         "untested (from 0.001 to 0.01 only 2 rounds pair the two rates, a verdict needs 3)")
-    assert any("but with 2 rounds per rate a change of split" in s for s in v.lr_sentences(shared_two, rates, "rate"))
+    assert any("but with 2 rounds per rate a change of split" in s for s in lr_sentences(shared_two, rates, "rate"))
 
 
 def test_cost_inconsistency_is_flagged():
     costs = pd.DataFrame({"gflops": [0.9, 31.0], "patches_per_s": [20.0, 2.0], "test_srcc": [0.7, np.nan]},
                          index=["lite0", "base"])
-    sentences = v.model_size_sentences(costs)
+    sentences = model_size_sentences(costs)
     assert not any("Inconsistent" in s for s in sentences)
     assert any("lite0 ranks best" in s for s in sentences)
-    wrong = v.model_size_sentences(costs.assign(patches_per_s=[2.0, 2.5]))
+    wrong = model_size_sentences(costs.assign(patches_per_s=[2.0, 2.5]))
     assert any(s.startswith("Inconsistent measurement: base is measured at least as fast as lite0") for s in wrong)
 
 
 def test_pipeline_above_the_model_alone_is_flagged():
     good = {"images_per_s": {"one_at_a_time": 2.0, "score_paths": 2.5}, "forward_only_images_per_s": 3.0}
-    sentences = v.performance_sentences(good)
+    sentences = performance_sentences(good)
     assert sentences[0].startswith("Scoring reaches 2.50 images/s")
     assert sentences[1] == "Streaming is 1.25x the naive loop on this machine (faster)."
     slower = {"images_per_s": {"one_at_a_time": 2.0, "score_paths": 1.6, "score_paths_small_batch": 1.9},
               "forward_only_images_per_s": 3.0}
-    assert v.performance_sentences(slower)[1].startswith("Streaming is 0.80x the naive loop on this machine "
+    assert performance_sentences(slower)[1].startswith("Streaming is 0.80x the naive loop on this machine "
                                                          "(slower); with a batch of one image's crops it scores 1.90")
     bad = {"images_per_s": {"one_at_a_time": 2.75, "score_paths": 2.25}, "forward_only_images_per_s": 1.68}
-    assert v.performance_sentences(bad)[0].startswith("Inconsistent measurement: one_at_a_time and score_paths are")
+    assert performance_sentences(bad)[0].startswith("Inconsistent measurement: one_at_a_time and score_paths are")
     engine = pd.DataFrame({"max loader wait": [0.002, 0.001]})
-    assert "0.20% of any epoch" in v.performance_sentences(None, engine)[1]
+    assert "0.20% of any epoch" in performance_sentences(None, engine)[1]
     # measured on a busy machine: said first, the rates still shown
     busy = {**good, "machine": {"cpus": 2}, "load_average_start": [11.2, 10.6, 10.7], "load_average_end": [9.4]}
-    first, second = v.performance_sentences(busy)[:2]
+    first, second = performance_sentences(busy)[:2]
     assert first.startswith("These rates were measured while other work loaded the machine (load average up to "
                             "11.2 on 2 CPUs)") and second.startswith("Scoring reaches 2.50 images/s")
     quiet = {**busy, "load_average_start": [0.4, 0.3, 0.2], "load_average_end": [1.9, 1.0, 0.5]}
-    assert v.performance_sentences(quiet)[0].startswith("Scoring reaches")
+    assert performance_sentences(quiet)[0].startswith("Scoring reaches")
 
 
 # ------------------------------------------------------------------ the claims table
 
 def test_claims_are_recorded_by_chapters_and_collected(tmp_path):
-    rows = v.pair_claim_rows(pd.DataFrame([_summary([0.05, 0.04], 1.0, note="n")]))
+    rows = pair_claim_rows(pd.DataFrame([_summary([0.05, 0.04], 1.0, note="n")]))
     assert rows[0]["claim"] == "smart_vs_hyperiqa" and rows[0]["verdict"].startswith("supported in every round")
-    v.record_claims(tmp_path, "04_smart_iqa", rows)
-    table = v.claims_table(tmp_path, link=lambda stem: f"[{stem}]({stem}.ipynb)")
-    assert len(table) == len(v.CLAIMS)
+    record_claims(tmp_path, "04_smart_iqa", rows)
+    table = claims_table(tmp_path, link=lambda stem: f"[{stem}]({stem}.ipynb)")
+    assert len(table) == len(CLAIMS)
     first = table.iloc[0]
     assert first["chapter"] == "[04_smart_iqa](04_smart_iqa.ipynb)" and "0.9378" in first["seed (SMART-IQA report)"]
     assert first["this edition"] == "median ΔSRCC +0.045 over 2 rounds"
     assert (table["verdict"].iloc[1:] == "untested").all()
-    assert v.summary_sentences(table) == [f"This edition tests 1 of the book's {len(v.CLAIMS)} claims: "
+    assert summary_sentences(table) == [f"This edition tests 1 of the book's {len(CLAIMS)} claims: "
                                           "1 supported."]
     assert json.loads((tmp_path / "claims" / "04_smart_iqa.json").read_text())["chapter"] == "04_smart_iqa"
     with pytest.raises(KeyError, match="unknown claim"):
-        v.claim_row("nonsense", "", "")
+        claim_row("nonsense", "", "")
 
 
 def test_transfer_lr_and_attention_claims():
     one = pd.DataFrame([{"train": "demo", "test": "demo", "split": "test split", "n": 75, "srcc": 0.8, "plcc": 0.8}])
-    assert v.transfer_claim(one)["verdict"] == "untested (one data set)"
+    assert transfer_claim(one)["verdict"] == "untested (one data set)"
     two = pd.concat([one, pd.DataFrame([{"train": "demo", "test": "livec", "split": "all", "n": 9, "srcc": 0.7,
                                          "plcc": 0.7}])], ignore_index=True)
-    assert v.transfer_claim(two)["verdict"] == "supported"
-    assert v.transfer_claim(two.assign(srcc=[0.8, 0.3]))["verdict"].startswith("not supported (drop 0.50")
+    assert transfer_claim(two)["verdict"] == "supported"
+    assert transfer_claim(two.assign(srcc=[0.8, 0.3]))["verdict"].startswith("not supported (drop 0.50")
     # Simulated labels on either side: the number is reported, the claim is not tested by it.
     for flags in ([True, False], [False, True]):
         simulated = two.assign(srcc=[0.8, 0.3], synthetic=flags)
-        assert v.transfer_claim(simulated)["verdict"].startswith("untested (the demo set's labels are simulated")
-        assert "SRCC livec 0.300 vs 0.800" in v.transfer_claim(simulated)["edition"]
-        assert "labels are simulated" in v.cross_dataset_sentences(simulated)[-1]
+        assert transfer_claim(simulated)["verdict"].startswith("untested (the demo set's labels are simulated")
+        assert "SRCC livec 0.300 vs 0.800" in transfer_claim(simulated)["edition"]
+        assert "labels are simulated" in cross_dataset_sentences(simulated)[-1]
     three = pd.concat([two.assign(synthetic=False), pd.DataFrame([{
         "train": "livec", "test": "demo", "split": "all", "n": 9, "srcc": 0.1, "plcc": 0.1, "synthetic": True}])],
         ignore_index=True)
-    assert v.transfer_claim(three)["verdict"] == "supported"  # decided by the real pair alone
-    assert "labels are simulated" not in " ".join(v.cross_dataset_sentences(two.assign(synthetic=False)))
+    assert transfer_claim(three)["verdict"] == "supported"  # decided by the real pair alone
+    assert "labels are simulated" not in " ".join(cross_dataset_sentences(two.assign(synthetic=False)))
     sweep, rates = _three_rounds([0.13, 0.71], [1e-3, 1e-2])
-    assert v.lr_claim(sweep, rates)["verdict"] == (
+    assert lr_claim(sweep, rates)["verdict"] == (
         "contradicted (from 0.001 to 0.01 SRCC moves +0.580, the same way in 3 of 3 rounds)")
-    assert v.lr_claim(sweep.assign(srcc=[0.70, 0.71] * 3), rates)["verdict"] == (
+    assert lr_claim(sweep.assign(srcc=[0.70, 0.71] * 3), rates)["verdict"] == (
         "supported (at most 0.010 within one decade, below 0.03)")
-    assert v.lr_claim(sweep, [1e-4, 1e-2] * 3)["verdict"] == "untested (no two rates within one decade)"
-    assert v.lr_claim(sweep.iloc[:2], rates[:2])["verdict"] == (
+    assert lr_claim(sweep, [1e-4, 1e-2] * 3)["verdict"] == "untested (no two rates within one decade)"
+    assert lr_claim(sweep.iloc[:2], rates[:2])["verdict"] == (
         "untested (1 round per rate; a change of split moves SRCC as much, a verdict needs 3)")
 
     class Stats:
         alpha, n_images, resampling = 0.05, 40, "by image (40 images)"
         correlations = pd.DataFrame({"srcc": [0.3], "low": [0.1], "high": [0.5]}, index=["concentration"])
 
-    assert v.attention_claim(_weights(top=0.5, share=1.0), Stats)["verdict"] == "supported"
-    assert v.attention_claim(_weights(top=0.95, share=1.0), Stats)["verdict"] == \
+    assert attention_claim(_weights(top=0.5, share=1.0), Stats)["verdict"] == "supported"
+    assert attention_claim(_weights(top=0.95, share=1.0), Stats)["verdict"] == \
         "untested (attention collapsed onto stage 2)"
-    assert v.cross_dataset_view(two) is two and v.cross_dataset_view(one) is None
+    assert cross_dataset_view(two) is two and cross_dataset_view(one) is None
 
 
 def test_inference_slower_than_training_is_flagged():
     costs = pd.DataFrame({"gflops": [9.1], "patches_per_s": [2.0]}, index=["smart_iqa_tiny"])
-    assert any("trains at 2.8 patches/s" in s for s in v.model_size_sentences(costs, train_rates={"smart_iqa_tiny": 2.8}))
-    assert not any("Inconsistent" in s for s in v.model_size_sentences(costs, train_rates={"smart_iqa_tiny": 1.0}))
+    assert any("trains at 2.8 patches/s" in s for s in model_size_sentences(costs, train_rates={"smart_iqa_tiny": 2.8}))
+    assert not any("Inconsistent" in s for s in model_size_sentences(costs, train_rates={"smart_iqa_tiny": 1.0}))
 
 
 def test_attention_verdict_resamples_sources_when_the_images_share_them():
@@ -350,18 +363,18 @@ def test_attention_verdict_resamples_sources_when_the_images_share_them():
     low, high = metrics.bootstrap_ci(statistics.per_image["concentration"], mos, "srcc", n_boot=200,
                                      groups=labels)
     assert statistics.correlations.loc["concentration", ["low", "high"]].tolist() == [low, high]
-    sentences = v.attention_sentences(weights, statistics, "Supported: by source.")
+    sentences = attention_sentences(weights, statistics, "Supported: by source.")
     assert sentences == ["Supported: by source.", "The bootstrap intervals resample by source (6 sources) "
                          "(images of one source are not independent)."]
-    claim = v.attention_claim(weights, statistics)
+    claim = attention_claim(weights, statistics)
     assert "(by source (6 sources))" in claim["edition"] and claim["verdict"] == "supported"
     # without shared sources (none given, or one per image): single images, said so
     for alone in (None, {f"img{k}": f"photo{k}" for k in range(n)}):
         by_image = weights_vs_mos(weights, n_boot=200, groups=alone)
         assert by_image.resampling == "by image (60 images)"
-        assert v.attention_sentences(weights, by_image, "Supported.")[1] == (
+        assert attention_sentences(weights, by_image, "Supported.")[1] == (
             "The bootstrap intervals resample by image (60 images) (no two test images share a source).")
-        assert "(by image (60 images))" in v.attention_claim(weights, by_image)["edition"]
+        assert "(by image (60 images))" in attention_claim(weights, by_image)["edition"]
 
 
 # ------------------------------------------------------------------ the probe floor and the label ceilings
@@ -373,12 +386,12 @@ def test_probe_sentences_pair_each_head_with_the_probe_round_by_round():
     probe = _rounds("linear_probe_lite0", [0.50, 0.86, 0.76])
     runs = {"a": _rounds("a", [0.87, 0.55, 0.59]), "b": _rounds("b", [0.6, 0.9, 0.8]),
             "c": _rounds("c", [0.4, 0.5, 0.6])}
-    floor, a, b, c = v.probe_sentences(runs, probe)
+    floor, a, b, c = probe_sentences(runs, probe)
     assert floor.endswith("scores test SRCC median 0.760 (range 0.500 to 0.860, 3 rounds).")
     # a: +0.37, -0.31, -0.17 -> median -0.170, above in 1 of 3
     assert a.startswith("a: median ΔSRCC to the probe -0.170 over 3 rounds, above the probe in 1 of 3 rounds")
     assert "above the probe in every round" in b and "below the probe in every round" in c
-    assert v.probe_sentences(runs, {"test_per_round": []}) == []
+    assert probe_sentences(runs, {"test_per_round": []}) == []
 
 
 def test_each_head_meets_the_probe_of_its_own_trunk():
@@ -388,7 +401,7 @@ def test_each_head_meets_the_probe_of_its_own_trunk():
     runs = {"hyperiqa_resnet50": {**_rounds("h", [0.6, 0.6, 0.6]), "model": "hyperiqa_resnet50"},
             "smart_iqa_tiny": {**_rounds("t", [0.8, 0.8, 0.8]), "model": "smart_iqa_tiny"},
             "smart_iqa_base": {**_rounds("b", [0.95, 0.95, 0.95]), "model": "smart_iqa_base"}}
-    floor_r, floor_t, hyper, tiny, base = v.probe_sentences(runs, probes)
+    floor_r, floor_t, hyper, tiny, base = probe_sentences(runs, probes)
     assert floor_r.startswith("The linear probe of resnet50 ") and floor_t.startswith("The linear probe of swin_tiny ")
     assert hyper.startswith("hyperiqa_resnet50: median ΔSRCC to the probe +0.100") and "every round" in hyper
     assert tiny.startswith("smart_iqa_tiny: median ΔSRCC to the probe -0.100")
@@ -398,13 +411,13 @@ def test_each_head_meets_the_probe_of_its_own_trunk():
 def test_ceiling_sentences_say_whether_the_labels_or_the_model_limit_the_score():
     ceilings = pd.DataFrame({"noise_ceiling": [0.99, 0.97, 0.99], "distortion_oracle": [0.93, 0.69, 0.95]})
     runs = {"hyper": _rounds("hyper", [0.56, 0.74, 0.45]), "smart": _rounds("smart", [0.87, 0.55, 0.59])}
-    sentence, = v.ceiling_sentences(ceilings, runs)
+    sentence, = ceiling_sentences(ceilings, runs)
     assert "rater noise alone caps SRCC at median 0.990 (range 0.970 to 0.990, 3 rounds)" in sentence
     assert "reaches median 0.930 (range 0.690 to 0.950, 3 rounds)" in sentence
     assert sentence.endswith("The best model here, smart, has median 0.590: the labels are not what holds it back.")
-    close, = v.ceiling_sentences(ceilings, {"m": _rounds("m", [0.97, 0.96, 0.98])})
+    close, = ceiling_sentences(ceilings, {"m": _rounds("m", [0.97, 0.96, 0.98])})
     assert close.endswith("it is close to what the labels allow.")
-    assert v.ceiling_sentences(None, runs) == []  # other data sets have no ceilings
+    assert ceiling_sentences(None, runs) == []  # other data sets have no ceilings
 
 
 def test_too_few_sources_give_no_interval_no_p_value_and_say_why():
@@ -423,8 +436,8 @@ def test_too_few_sources_give_no_interval_no_p_value_and_say_why():
         assert statistics.correlations[["low", "high"]].isna().all().all()
         assert statistics.resampling == (f"by source ({k} sources): no interval, the images come from {k} sources, "
                                          "too few to resample (a by-source bootstrap needs at least 5)")
-        assert v.attention_claim(weights, statistics)["verdict"] == "untested (too few sources for an interval)"
-        sentences = v.attention_sentences(weights, statistics, claim_verdict(statistics))
+        assert attention_claim(weights, statistics)["verdict"] == "untested (too few sources for an interval)"
+        sentences = attention_sentences(weights, statistics, claim_verdict(statistics))
         assert sentences == [claim_verdict(statistics)] and sentences[0].startswith("Untested: no interval")
     five = weights_vs_mos(weights, n_boot=200, groups={f"img{i}": f"photo{i % 5}" for i in range(n)})
     assert five.correlations[["low", "high"]].notna().all().all()
@@ -436,7 +449,7 @@ def test_too_few_sources_give_no_interval_no_p_value_and_say_why():
     assert per_round["p_value"].isna().all() and "no test, the images come from 2 sources" in per_round["resampled"][0]
     row = combine_rounds(per_round)
     assert np.isnan(row["rounds_significant"])
-    sentence, = v.comparison_sentences(pd.DataFrame([row]))
+    sentence, = comparison_sentences(pd.DataFrame([row]))
     assert "no bootstrap test within a round (by source (2 sources): no test" in sentence
     assert sentence.endswith("verdict: untested (a sign test needs at least 6 rounds, this run has 1).")
     by_image = combine_rounds(paired_round_differences(a, b, n_boot=200, groups=None))
@@ -465,17 +478,17 @@ def _by_round(directions) -> pd.DataFrame:
 
 def test_attention_claim_is_judged_across_the_rounds_models():
     # 7 rounds, every model concentrates with MOS: a sign test p = 2 / 2**7 = 0.016
-    supported = v.attention_claim(None, None, _by_round([1] * 7))
+    supported = attention_claim(None, None, _by_round([1] * 7))
     assert supported["verdict"] == "supported"
     assert "of 7 round(s)' models" in supported["edition"] and "positive in 7" in supported["edition"]
-    assert v.attention_claim(None, None, _by_round([-1] * 7))["verdict"] == "contradicted"
+    assert attention_claim(None, None, _by_round([-1] * 7))["verdict"] == "contradicted"
     # 4 of 7 the other way: p = 1 by the binomial test, whatever one model says
-    mixed = v.attention_claim(None, None, _by_round([1, -1, 1, -1, 1, -1, -1]))
+    mixed = attention_claim(None, None, _by_round([1, -1, 1, -1, 1, -1, -1]))
     assert mixed["verdict"] == "not supported (sign test p = 1.00)"
     # 3 rounds cannot carry a sign test (6 needed), even with every interval above 0
     three = _by_round([1, 1, 1])
     assert (three["low"] > 0).all()
-    assert v.attention_claim(None, None, three)["verdict"] == (
+    assert attention_claim(None, None, three)["verdict"] == (
         "untested (one model is one draw of the training; across rounds a sign test needs at least 6 rounds, "
         "this run has 3)")
 
@@ -493,7 +506,7 @@ def test_rounds_summary_matches_a_direct_sign_test_and_leaves_collapsed_models_o
     assert summary["median"] == pytest.approx(np.median(kept))
     assert (summary["positive"], summary["negative"]) == (6, 1)
     assert summary["sign_p"] == pytest.approx(stats.binomtest(6, 7).pvalue)
-    sentences = v.attention_round_sentences(by_round)
+    sentences = attention_round_sentences(by_round)
     assert sentences[0].startswith("In 1 of 8 rounds the attention collapsed onto one stage")
     assert "positive in 6 of 7" in sentences[1]
     assert sentences[-1] == f"Across rounds (sign test p = {stats.binomtest(6, 7).pvalue:.3f}) the claim is " \
@@ -511,7 +524,7 @@ def test_concentration_by_round_marks_a_collapsed_model_and_keeps_each_rounds_in
     assert list(by_round["collapsed"]) == ["", "w2"]
     direct = weights_vs_mos(frames[0], n_boot=200).correlations.loc["concentration"]
     assert by_round.loc[0, ["srcc", "low", "high"]].tolist() == pytest.approx(direct[["srcc", "low", "high"]].tolist())
-    assert v.attention_claim(None, None, by_round.iloc[1:])["verdict"] == \
+    assert attention_claim(None, None, by_round.iloc[1:])["verdict"] == \
         "untested (attention collapsed or constant in every round)"
 
 
@@ -524,17 +537,17 @@ def _precision_result(fp32, bf16, **extra):
 
 
 def test_precision_sentences_weigh_the_srcc_change_against_the_tolerance():
-    close = v.precision_sentences(_precision_result([0.80, 0.82, 0.84], [0.801, 0.823, 0.838]))
+    close = precision_sentences(_precision_result([0.80, 0.82, 0.84], [0.801, 0.823, 0.838]))
     assert "bf16 autocast gives median test SRCC 0.8230 against fp32's 0.8200 (+0.0030; within the 0.005" in close[0]
     assert "differ by 0.0020 in the median (largest 0.0030)" in close[0]
     assert close[1] == ("The run took 2.5 min in bf16 and 10.0 min in fp32 (4.0x), trunk pass included; "
                         "the head trainings alone 1.2 and 5.0 min.")
-    far = v.precision_sentences(_precision_result([0.80, 0.82, 0.84], [0.80, 0.81, 0.83]))
+    far = precision_sentences(_precision_result([0.80, 0.82, 0.84], [0.80, 0.81, 0.83]))
     assert "(-0.0100; outside the 0.005 tolerance)" in far[0]
-    assert v.precision_sentences(_precision_result([0.8], None)) == [
+    assert precision_sentences(_precision_result([0.8], None)) == [
         "bf16 was not trained here: no bf16; `precision: auto` keeps fp32 on this CPU."]
-    assert v.precision_sentences(None) == ["The precision benchmark (bf16 against fp32) was not run on this machine."]
-    busy = v.precision_sentences(_precision_result([0.8], [0.8], load_average_end=[6.0]))
+    assert precision_sentences(None) == ["The precision benchmark (bf16 against fp32) was not run on this machine."]
+    busy = precision_sentences(_precision_result([0.8], [0.8], load_average_end=[6.0]))
     assert busy[0].startswith("These rates were measured while other work loaded the machine")
 
 
@@ -543,7 +556,7 @@ def test_precision_control_arm_sets_the_floor_a_numerics_change_moves_a_run_by()
     result["arms"]["fp32"]["threads"] = 2
     result["arms"]["fp32_1thread"] = {"threads": 1, "rounds": 3, "test_srcc": [0.806, 0.817, 0.84],
                                       "median_srcc": 0.817}
-    sentences = v.precision_sentences(result)
+    sentences = precision_sentences(result)
     assert sentences[1] == ("The control, fp32 again on 1 thread instead of 2 (the same trunk features; only the "
                             "order of the head's sums changes), moves the median test SRCC by -0.0030 (less than "
                             "the 0.005 tolerance) and each round by 0.0030 in the median (largest 0.0060).")
@@ -551,4 +564,4 @@ def test_precision_control_arm_sets_the_floor_a_numerics_change_moves_a_run_by()
     assert sentences[2] == ("So bf16's round-by-round change (0.0100 in the median) is larger than what a change "
                             "of numerics alone does on this run.")
     result["arms"]["fp32_1thread"]["test_srcc"] = [0.78, 0.85, 0.84]
-    assert "is within what a change of numerics alone does" in v.precision_sentences(result)[2]
+    assert "is within what a change of numerics alone does" in precision_sentences(result)[2]

@@ -31,15 +31,23 @@ run created, which checks that.
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 import pandas as pd
 
 from iqalib import metrics
-from iqalib.config import RunConfig
+from iqalib.analysis.recipes import seed_recipe
+from iqalib.analysis.significance import comparison_claim
+from iqalib.config import RunConfig, resolve_train
 from iqalib.data.images import cache_root
+from iqalib.experiments import run_config, run_or_load
+from iqalib.models import create_model
 
 ABLATION_CONFIGURATIONS = {
     # name: (family, model options, run-name suffix); {} keeps the model's own defaults
@@ -77,6 +85,14 @@ PAIR_CHANGES = {
     (RECIPE_ARM, "hyperiqa"): "the training recipe only (HyperIQA's head both times)",
     ("single_scale", RECIPE_ARM): "the head's architecture only (seed's recipe both times)",
 }
+# Which ablation pair tests which claim of iqalib.analysis.claims.CLAIMS (A beats B).
+PAIR_CLAIMS = {
+    ("multiscale_concat", "single_scale"): "multiscale",
+    ("multiscale_attention", "multiscale_concat"): "attention",
+    (RECIPE_ARM, "hyperiqa"): "recipe",
+    ("single_scale", RECIPE_ARM): "architecture",
+    ("multiscale_attention", "hyperiqa"): "smart_vs_hyperiqa",
+}
 
 
 def ablation_pairs(names) -> list[tuple[str, str]]:
@@ -99,9 +115,6 @@ def ablation_configs(*, out_dir: str | Path, smart_model: str = "smart_iqa_lite0
     ``<baseline model>_seed_recipe``: HyperIQA's head with the seed's recipe
     (:func:`iqalib.analysis.recipes.seed_recipe`). Order: (a), (b), (c), (d'), (d).
     """
-    from iqalib.analysis.recipes import seed_recipe
-    from iqalib.experiments import run_config
-
     models = {"smart": smart_model, "baseline": baseline_model}
     configs = {name: run_config(models[family] + suffix, out_dir=out_dir, model=models[family],
                                 model_options=dict(options), **common)
@@ -136,13 +149,6 @@ def trunk_features_key(config: RunConfig) -> str | None:
     test_patches)``, patch size, crop rule and seed: configurations with equal
     keys read the same cached trunk features.
     """
-    import dataclasses
-    import hashlib
-    import json
-
-    from iqalib.config import resolve_train
-    from iqalib.models import create_model
-
     if not config.train.freeze_backbone:
         return None
     model = create_model(config.model.name, pretrained=False, **config.model.options)
@@ -162,8 +168,6 @@ def run_ablation(configs: dict[str, RunConfig]) -> AblationRuns:
     appeared in the cache folder meanwhile; another process sharing the cache
     can add to it).
     """
-    from iqalib.experiments import run_or_load
-
     results, costs = {}, []
     for name, config in configs.items():
         before, started = _feature_banks(), time.perf_counter()
@@ -197,3 +201,10 @@ def ablation_table(results: dict[str, dict], metric_names=("srcc", "plcc")) -> p
         row["data"] = r["data"]
         rows.append(row)
     return pd.DataFrame(rows).set_index("configuration")
+
+
+def pair_claim_rows(summary: pd.DataFrame, results: Mapping[str, Mapping] | None = None) -> list[dict]:
+    """Claim rows for the ablation pairs that test a claim (:data:`PAIR_CLAIMS`); arms' medians from ``results``."""
+    results = results or {}
+    return [comparison_claim(PAIR_CLAIMS[(row["a"], row["b"])], row, results.get(row["a"]), results.get(row["b"]))
+            for _, row in summary.iterrows() if (row["a"], row["b"]) in PAIR_CLAIMS]

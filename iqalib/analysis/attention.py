@@ -31,15 +31,25 @@ import pandas as pd
 import torch
 
 from iqalib import metrics
+from iqalib.analysis.significance import sign_test
+from iqalib.data.datasets import load_dataset
 from iqalib.data.images import ImageStore
 from iqalib.data.patches import PatchDataset, mean_per_image, to_model_input
+from iqalib.data.splits import split_table
 from iqalib.data.table import IQATable
-from iqalib.engine.checkpoint import atomic_write_json
+from iqalib.engine import load_trained
+from iqalib.engine.fit import resolve_device
 from iqalib.errors import ConfigError, DataError
+from iqalib.experiments import best_checkpoint
+from iqalib.files import atomic_write_json
 
 STAGE_COLUMNS = ("w1", "w2", "w3", "w4")
 UNIFORM_WEIGHT = 1 / len(STAGE_COLUMNS)
 TERCILES = ("low", "middle", "high")
+# Attention has collapsed onto one stage when that stage's weight is >= COLLAPSE_WEIGHT on more than
+# COLLAPSE_SHARE of the images: the weights then barely vary, and a test of them against MOS measures noise.
+COLLAPSE_WEIGHT = 0.9
+COLLAPSE_SHARE = 0.5
 SELECTED_ROLES = ("lowest", "median", "highest")
 
 
@@ -165,9 +175,6 @@ def round_test_split(run_dir: str | Path, round_index: int = 0) -> IQATable:
     Checked against the run's ``predictions.csv``: a data set that changed
     since the run raises a DataError instead of silently analysing other images.
     """
-    from iqalib.data.datasets import load_dataset
-    from iqalib.data.splits import split_table
-
     data = run_round_results(run_dir, round_index)["config"]["data"]
     table = load_dataset(data["name"], data["root"], **(data.get("options") or {}))
     test = split_table(table, seed=data["split_seed"] + round_index, fractions=tuple(data["fractions"]),
@@ -183,10 +190,6 @@ def round_test_split(run_dir: str | Path, round_index: int = 0) -> IQATable:
 
 def load_round_model(run_dir: str | Path, round_index: int = 0, device: str = "auto"):
     """The selected (best) model of one round, in eval mode; ``device`` as in training (``auto``: cuda if any)."""
-    from iqalib.engine import load_trained
-    from iqalib.engine.fit import resolve_device
-    from iqalib.experiments import best_checkpoint
-
     checkpoint = best_checkpoint(run_dir, round_index)
     if not checkpoint.is_file():
         raise DataError(f"{checkpoint}: no selected model for round {round_index}; train the run first")
@@ -388,6 +391,15 @@ def claim_verdict(stats: AttentionStatistics) -> str:
     return f"{verdict} ({numbers}; {terciles})."
 
 
+def collapsed_stage(weights: pd.DataFrame, columns: Sequence[str] = STAGE_COLUMNS):
+    """``(stage column, share of images)`` when one stage has weight >= :data:`COLLAPSE_WEIGHT` on more than
+    :data:`COLLAPSE_SHARE` of the images, else None."""
+    values = weights[list(columns)].to_numpy(dtype=float)
+    shares = (values >= COLLAPSE_WEIGHT).mean(axis=0)
+    best = int(shares.argmax())
+    return (columns[best], float(shares[best])) if shares[best] > COLLAPSE_SHARE else None
+
+
 # ------------------------------------------------------------------ every round's model
 
 def concentration_by_round(run_dir: str | Path, rounds: Sequence[int], *, patches: int | None = None,
@@ -403,10 +415,8 @@ def concentration_by_round(run_dir: str | Path, rounds: Sequence[int], *, patche
     :func:`weights_vs_mos`. Index ``round``; columns ``n``, ``srcc``, ``low``,
     ``high`` (the round's bootstrap interval, NaN with too few sources),
     ``mean_max_weight`` and ``collapsed`` (the stage the attention collapsed
-    onto, :func:`iqalib.analysis.verdicts.collapsed_stage`, or "").
+    onto, :func:`collapsed_stage`, or "").
     """
-    from iqalib.analysis.verdicts import collapsed_stage
-
     known = dict(known or {})
     rows = []
     for r in rounds:
@@ -433,8 +443,6 @@ def rounds_summary(by_round: pd.DataFrame) -> dict:
     (:func:`iqalib.analysis.significance.sign_test`), NaN with too few
     rounds, with the reason in ``tests_note``.
     """
-    from iqalib.analysis.significance import sign_test
-
     usable = by_round[(by_round["collapsed"] == "") & np.isfinite(by_round["srcc"])]
     values = usable["srcc"].to_numpy(dtype=np.float64)
     sign_p, note = sign_test(values)

@@ -18,7 +18,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from iqalib.errors import DataError
+from iqalib.analysis.attention import load_round_model
+from iqalib.data.datasets import load_dataset
+from iqalib.data.images import decode_image
+from iqalib.errors import DataError, IQAError
+from iqalib.models import create_model
 from iqalib.models.hyperiqa import TARGET_SIZES, HyperIQA
 
 TARGET_LAYERS = ("fc1", "fc2", "fc3", "fc4", "fc5")
@@ -174,8 +178,6 @@ def parameter_parts(model: HyperIQA) -> dict[str, int]:
 
 def parameter_table(names) -> pd.DataFrame:
     """:func:`parameter_parts` for each registered model name (built on the meta device: no weights)."""
-    from iqalib.models import create_model
-
     rows = []
     for name in names:
         with torch.device("meta"):
@@ -207,10 +209,6 @@ def example_images(candidates, *, count: int = 2) -> tuple[pd.DataFrame, list[np
     images and, per data set skipped, a line saying why (so a machine without
     the real data still gets the demo images).
     """
-    from iqalib.data.datasets import load_dataset
-    from iqalib.data.images import decode_image
-    from iqalib.errors import IQAError
-
     skipped = []
     for name, root in candidates:
         try:
@@ -259,8 +257,6 @@ def weights_sentence(rows: dict, layer: str = "FC1") -> str:
 
 def finished_round_model(out_dir, run_name: str, round_index: int = 0):
     """The selected model of round ``round_index`` of ``out_dir/run_name``, or None when no such run finished."""
-    from iqalib.analysis.attention import load_round_model
-
     if out_dir is None or not (Path(out_dir) / run_name / f"round_{round_index}" / "best.pt").is_file():
         return None
     return load_round_model(Path(out_dir) / run_name, round_index, device="cpu")

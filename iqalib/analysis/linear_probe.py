@@ -44,12 +44,27 @@ import hashlib
 import json
 import time
 from pathlib import Path
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 
 from iqalib import metrics
-from iqalib.config import RunConfig
+from iqalib.analysis.runs import srcc_by_round
+from iqalib.analysis.words import counted, spread_words
+from iqalib.config import RunConfig, from_dict
+from iqalib.data.patches import PatchDataset, make_loader, to_model_input
+from iqalib.data.splits import split_table
+from iqalib.engine.features import feature_bank
+from iqalib.engine.fit import make_model, prepare_data, resolve_device, resolved_train, seed_everything
+from iqalib.engine.provenance import code_identity
+from iqalib.engine.runfolder import STAMP, clear_run
+from iqalib.engine.runlock import run_lock
+from iqalib.errors import ConfigError
+from iqalib.experiments import load_results
+from iqalib.files import atomic_write_json, atomic_write_text
+from iqalib.models import list_models, model_trunk
 
 ALPHAS = tuple(10.0 ** e for e in range(-4, 5))  # ridge strengths tried on validation, standardised features
 PROBE_VERSION = 1  # bump when the probe's results would change for the same inputs
@@ -114,10 +129,6 @@ def trunk_stage_averages(model, data, train, crops: int, *, device) -> np.ndarra
     four stage averages are kept: a few KiB per crop where a bank of Swin-B's
     pooled maps would take hundreds.
     """
-    import torch
-
-    from iqalib.data.patches import PatchDataset, make_loader, to_model_input
-
     dataset = PatchDataset(data.store, patch_size=train.patch_size, patches_per_image=crops, train=False,
                            seed=train.seed, test_crops=train.test_crops)
     loader = make_loader(dataset, batch_size=train.batch_size, shuffle=False, workers=train.workers)
@@ -138,8 +149,6 @@ def image_means(values: np.ndarray, images: np.ndarray, crops: int) -> np.ndarra
 # ---------------------------------------------------------------- protocol
 def _fingerprint(config: RunConfig, train, alphas, trunk: str) -> str:
     """What the probe's results depend on, hashed: data, trunk, crops, rounds, strengths and the code."""
-    from iqalib.engine.fit import code_identity
-
     data = dataclasses.asdict(config.data)
     data.pop("image_cache", None)
     parts = {"version": PROBE_VERSION, "data": data, "trunk": trunk,
@@ -169,14 +178,7 @@ def linear_probe(config, *, alphas=ALPHAS, name: str | None = None, force: bool 
     ``median_test_srcc``..., and ``round_results`` (each with the chosen
     ``alpha`` and the validation SRCC of every strength in ``validation``).
     """
-    from iqalib.engine.checkpoint import atomic_write_json
-    from iqalib.engine.fit import make_model, prepare_data, resolve_device, resolved_train, seed_everything
-    from iqalib.engine.runlock import STAMP, clear_run, run_lock
-    from iqalib.experiments import load_results
-
     if isinstance(config, dict):
-        from iqalib.config import from_dict
-
         config = from_dict(config["round_results"][0]["config"])
     device = resolve_device(config.train.device)
     seed_everything(config.train.seed)  # as fit does before it builds the bank: the same bank key
@@ -197,8 +199,6 @@ def linear_probe(config, *, alphas=ALPHAS, name: str | None = None, force: bool 
         data = prepare_data(config)
         crops = max(train.train_patches, train.test_patches)
         if config.train.freeze_backbone:  # the heads' cached bank: no trunk pass of its own
-            from iqalib.engine.features import feature_bank
-
             features = stage_averages(feature_bank(model, data, train, device=device).features)
         else:  # the heads fine-tune the trunk and keep no bank: one pass, stage averages only
             features = trunk_stage_averages(model, data, train, crops, device=device)
@@ -231,10 +231,6 @@ def linear_probe(config, *, alphas=ALPHAS, name: str | None = None, force: bool 
 def _probe_round(config: RunConfig, data, features: np.ndarray, k: int, train, round_index: int, alphas,
                  name: str) -> dict:
     """One round: fit on the training crops, choose the strength on validation, score the test split."""
-    from iqalib.data.splits import split_table
-    from iqalib.engine.checkpoint import atomic_write_text
-    from iqalib.errors import ConfigError
-
     started = time.perf_counter()
     parts = split_table(data.table, seed=config.data.split_seed + round_index,
                         fractions=tuple(config.data.fractions), official=config.data.official_split)
@@ -276,3 +272,63 @@ def _probe_round(config: RunConfig, data, features: np.ndarray, k: int, train, r
         "validation": validation, "features": int(features.shape[1]), "train_rows": int(len(train_rows)),
         "test": test, "train_seconds": time.perf_counter() - started, "history": [],
     }
+
+
+# ---------------------------------------------------------------- what the probe says about the heads
+def probe_sentences(runs: Mapping[str, Mapping], probes: Mapping | Sequence[Mapping]) -> list[str]:
+    """Each learned head against the linear probe of its own trunk on the same rounds (same splits,
+    same crops): the floor a hyper network must beat to be worth its parameters.
+
+    ``probes``: one probe's results or several (one per trunk, e.g. ResNet-50 and Swin-B in the koniq
+    edition). A head is set only against a probe of the trunk it reads (its ``model``'s trunk against
+    the probe's ``trunk``); a head without one is named, not compared with another trunk's floor.
+    """
+    probes = [probes] if isinstance(probes, Mapping) else list(probes)
+    probes = [p for p in probes if srcc_by_round(p)]
+    if not probes:
+        return []
+    out = []
+    for probe in probes:
+        trunk = f" of {probe['trunk']}" if len(probes) > 1 and probe.get("trunk") else ""
+        out.append(f"The linear probe{trunk} (ridge regression on the frozen trunk's four pooled stages) scores "
+                   f"test SRCC {spread_words(list(srcc_by_round(probe).values()))}.")
+    for name, results in runs.items():
+        probe = _probe_of(results, probes)
+        if probe is None:
+            out.append(f"{name} reads another trunk ({_trunk(results)}) than the probe"
+                       f"{'s' if len(probes) > 1 else ''} here, so it is not compared with one.")
+            continue
+        mine, floor = srcc_by_round(results), srcc_by_round(probe)
+        shared = sorted(set(mine) & set(floor))
+        if not shared:
+            continue
+        deltas = np.array([mine[r] - floor[r] for r in shared])
+        out.append(f"{name}: median ΔSRCC to the probe {np.median(deltas):+.3f} over "
+                   f"{counted(len(shared), 'round')}, {_against_the_probe(deltas)}.")
+    return out
+
+
+def _against_the_probe(deltas: np.ndarray) -> str:
+    """A head's verdict from its per-round differences to the probe."""
+    above = int((deltas > 0).sum())
+    if above == len(deltas):
+        return "above the probe in every round: the learned head adds to what a linear read-out finds"
+    if above == 0:
+        return ("below the probe in every round: on this profile the head does not yet earn its "
+                "parameters over a ridge regression on the same features")
+    return (f"above the probe in {above} of {len(deltas)} rounds: on this profile the head is not "
+            "reliably better than a ridge regression on the same features")
+
+
+def _trunk(results: Mapping) -> str | None:
+    """The trunk a run's model reads (None when the results name no registered model)."""
+    model = results.get("model")
+    return model_trunk(model) if model in list_models() else None
+
+
+def _probe_of(results: Mapping, probes: Sequence[Mapping]) -> Mapping | None:
+    """The probe of the run's trunk; with one probe that names no trunk, that probe (older results)."""
+    if len(probes) == 1 and not probes[0].get("trunk"):
+        return probes[0]
+    trunk = _trunk(results)
+    return next((p for p in probes if trunk is not None and p.get("trunk") == trunk), None)

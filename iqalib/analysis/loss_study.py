@@ -26,11 +26,18 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.stats import norm
 
-from iqalib.analysis.significance import MIN_ROUNDS_FOR_TESTS, too_few_rounds
+from iqalib import metrics
+from iqalib.analysis.ablation import ablation_configs
+from iqalib.analysis.claims import claim_row
+from iqalib.analysis.runs import OUTSIDE_MARGIN, OUTSIDE_SHARE
+from iqalib.analysis.significance import MIN_ROUNDS_FOR_TESTS, SIGNIFICANCE, too_few_rounds
 from iqalib.config import RunConfig, validate
-from iqalib.engine.checkpoint import atomic_write_json
-from iqalib.errors import DataError
+from iqalib.data.datasets import load_dataset
+from iqalib.experiments import predictions_frame
+from iqalib.files import atomic_write_json
+from iqalib.errors import DataError, IQAError
 from iqalib.losses import list_losses, loss_info
 
 REFERENCE = "l1"
@@ -53,6 +60,8 @@ SEED_SOURCE = ("the SMART-IQA report (the seed), loss-function comparison: SMART
 SEED_PROTOCOL = {"data": "koniq10k", "model": "smart_iqa_base", "freeze_backbone": False, "rounds": 1,
                  "selection": "test split"}
 OUR_SELECTION = "validation split"
+# The logistic map raising PLCC by more than this says the scores follow the MOS along a curve.
+LOGISTIC_BEND = 0.02
 SAME_MODEL = 1e-4  # predictions this close to L1's (MOS units) mean the loss trained L1's model
 
 
@@ -69,8 +78,6 @@ def loss_configs(losses=STUDY_LOSSES, *, out_dir, smart_model: str = "smart_iqa_
     loss, no ``train.loss`` key), so a finished run of chapters 4 or 5 with the
     same settings is read back. ``loss_options`` maps a loss name to its options.
     """
-    from iqalib.analysis.ablation import ablation_configs
-
     losses = list(losses)
     unknown = [name for name in losses if name not in list_losses()]
     if unknown:
@@ -111,13 +118,8 @@ def loss_table(results: dict[str, dict], run_dirs: dict[str, Path], mos_range) -
     """Per loss: median, IQR, min and max over rounds of SRCC, PLCC, PLCC after the logistic map and RMSE,
     what anchors its scores (:class:`iqalib.losses.LossInfo`), where its test predictions lie
     (``pred_min``, ``pred_max`` over all rounds, ``off_scale``: the share more than
-    :data:`iqalib.analysis.verdicts.OUTSIDE_MARGIN` of the scale's width outside ``mos_range``)
+    :data:`iqalib.analysis.runs.OUTSIDE_MARGIN` of the scale's width outside ``mos_range``)
     and ``max_diff_to_l1``, the largest difference to the L1 run's prediction of the same image."""
-    from iqalib import metrics
-    from iqalib.experiments import predictions_frame
-
-    from iqalib.analysis.verdicts import OUTSIDE_MARGIN
-
     low, high = mos_range
     margin = OUTSIDE_MARGIN * (high - low)  # the book's rule for "off the scale"
     reference = predictions_frame(run_dirs[REFERENCE]) if REFERENCE in run_dirs else None
@@ -189,17 +191,17 @@ def _status(row, alpha: float) -> str:
     return "tie"
 
 
-def rank_losses_vs_l1(summary: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+def rank_losses_vs_l1(summary: pd.DataFrame, alpha: float = SIGNIFICANCE) -> pd.DataFrame:
     """Rows of a :func:`~iqalib.analysis.significance.compare_runs` summary for the seed's rank-based
     losses against L1, with ``status``: worse / better (two-sided sign test across rounds p < alpha,
-    the book's rule, as :func:`iqalib.analysis.verdicts.pair_verdict`), tie, or untested (fewer than
+    the book's rule, as :func:`iqalib.analysis.significance.pair_verdict`), tie, or untested (fewer than
     :data:`~iqalib.analysis.significance.MIN_ROUNDS_FOR_TESTS` rounds)."""
     rows = summary[(summary["b"] == REFERENCE) & summary["a"].isin(RANK_BASED)].copy()
     rows["status"] = [_status(r, alpha) for _, r in rows.iterrows()]
     return rows.set_index("a")
 
 
-def seed_claim_verdict(summary: pd.DataFrame, alpha: float = 0.05) -> str:
+def seed_claim_verdict(summary: pd.DataFrame, alpha: float = SIGNIFICANCE) -> str:
     """A sentence on the seed's conclusion "plain regression losses beat rank-based ones".
 
     Read as: each rank-based loss (fidelity, soft SRCC, ranking hinge) scores
@@ -255,8 +257,6 @@ def label_noise(table, *, max_pairs: int = 200_000, seed: int = 0) -> dict:
     the fidelity loss models it). Both are free of the MOS scale. Neither is the
     noise of the MOS itself, which also shrinks with the number of ratings per image.
     """
-    from scipy.stats import norm
-
     frame = table.frame
     std = frame["std"].to_numpy(dtype=np.float64)
     mos = frame["mos"].to_numpy(dtype=np.float64)
@@ -283,9 +283,6 @@ def label_noise(table, *, max_pairs: int = 200_000, seed: int = 0) -> dict:
 def label_noise_table(sets: dict) -> pd.DataFrame:
     """:func:`label_noise` for each data set of ``sets`` (``{name: {"root": ..., "options": {...}}}``
     or ``{name: root}``) that loads; the others are listed with the reason in ``attrs["skipped"]``."""
-    from iqalib.data.datasets import load_dataset
-    from iqalib.errors import IQAError
-
     rows, skipped = [], {}
     for name, spec in sets.items():
         spec = spec if isinstance(spec, dict) else {"root": spec}
@@ -396,10 +393,10 @@ def noisy_labels_verdict(studies: pd.DataFrame) -> str:
 
 # ------------------------------------------------------------------ claims for the summary
 
-def loss_claim_rows(summary: pd.DataFrame, studies: pd.DataFrame, alpha: float = 0.05) -> list[dict]:
+def loss_claim_rows(summary: pd.DataFrame, studies: pd.DataFrame, alpha: float = SIGNIFICANCE) -> list[dict]:
     """Rows ``{claim, edition, verdict}`` of the claims ``regression_beats_rank`` and
-    ``rank_losses_noisy_labels`` (:data:`iqalib.analysis.verdicts.CLAIMS`) for
-    :func:`iqalib.analysis.verdicts.record_claims`: the seed's
+    ``rank_losses_noisy_labels`` (:data:`iqalib.analysis.claims.CLAIMS`) for
+    :func:`iqalib.analysis.claims.record_claims`: the seed's
     conclusion (from :func:`seed_claim_verdict`) and its guess (from :func:`noisy_labels_verdict` on
     ``studies``, never more than an observation here, so its verdict is "untested" with what was seen)."""
     rows = rank_losses_vs_l1(summary, alpha)
@@ -414,14 +411,14 @@ def loss_claim_rows(summary: pd.DataFrame, studies: pd.DataFrame, alpha: float =
                      f"{r['rank_loss_gain']:+.3f}" for _, r in usable.iterrows()) or "no loss study with label noise"
     guess = noisy_labels_verdict(studies).split(":")[0].split(" (")[0]
     guess_verdict = "untested" if guess.startswith("Untested") else f"untested ({guess.lower()}; no test)"
-    return [{"claim": "regression_beats_rank", "edition": edition, "verdict": verdict},
-            {"claim": "rank_losses_noisy_labels", "edition": seen, "verdict": guess_verdict}]
+    return [claim_row("regression_beats_rank", edition, verdict),
+            claim_row("rank_losses_noisy_labels", seen, guess_verdict)]
 
 
 # ------------------------------------------------------------------ closing sentences
 
 def what_the_numbers_say(table: pd.DataFrame, summary: pd.DataFrame, *, data_label: str,
-                         alpha: float = 0.05) -> list[str]:
+                         alpha: float = SIGNIFICANCE) -> list[str]:
     """The chapter's closing sentences, chosen by the numbers.
 
     ``table``: :func:`loss_table`; ``summary``: paired tests against L1 on
@@ -470,8 +467,6 @@ def what_the_numbers_say(table: pd.DataFrame, summary: pd.DataFrame, *, data_lab
             else:
                 sentences.append(f"No loss differs from L1 across the {rounds} rounds (every sign test "
                                  f"p >= {alpha:g}).")
-    from iqalib.analysis.verdicts import OUTSIDE_MARGIN, OUTSIDE_SHARE
-
     off = table[table["off_scale"] >= OUTSIDE_SHARE]
     free = table[table["scores"] != "mos"]
     if len(free):
@@ -487,9 +482,9 @@ def what_the_numbers_say(table: pd.DataFrame, summary: pd.DataFrame, *, data_lab
                          f"of them, from {off.loc[worst_off, 'pred_min']:.3g} to "
                          f"{off.loc[worst_off, 'pred_max']:.3g}); a user reading those as MOS would be misled.")
     gap = (table["plcc_logistic_median"] - table["plcc_median"])
-    bent = gap[gap > 0.02]
+    bent = gap[gap > LOGISTIC_BEND]
     if len(bent):
-        sentences.append("The logistic map raises the median PLCC by more than 0.02 for "
+        sentences.append(f"The logistic map raises the median PLCC by more than {LOGISTIC_BEND:g} for "
                          + ", ".join(f"{n} ({gap[n]:+.3f})" for n in bent.index)
                          + ": their scores follow the MOS along a curve, not a line.")
     return sentences

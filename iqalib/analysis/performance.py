@@ -6,13 +6,25 @@ returns None when that benchmark has not been run on this machine (the
 chapter then says so instead of showing a number from elsewhere).
 :func:`engine_log_table` summarises what the training engine itself logged
 per epoch (patches/s, loader wait) in the runs of a book profile.
+
+:func:`performance_sentences` and :func:`precision_sentences` close the
+chapter: a pipeline measured above the model-alone ceiling is reported as a
+measurement error, and bf16's change of SRCC is weighed against what a
+change of numerics alone does.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Mapping
 
+import numpy as np
 import pandas as pd
+
+from iqalib.analysis.words import counted
+
+LOADER_WAIT_TARGET = 0.05  # share of an epoch spent waiting for data that the engine aims to stay under
+SAME_SPEED = 0.05  # streaming within this fraction of the naive loop's rate is "no different"
 
 
 def read_result(results_dir: str | Path, name: str) -> dict | None:
@@ -232,3 +244,95 @@ def benchmark_report(results_dir: str | Path, name: str):
         return f"{name}: not run on this machine (python benchmarks/{name}.py)"
     print(f"{name}: {machine_line(result)}")
     return TABLES[name](results_dir)
+
+
+# ------------------------------------------------------------------ what the numbers say
+
+def loaded_machine(result: Mapping) -> str | None:
+    """A warning when a benchmark ran while other work held the CPUs (load average above their count)."""
+    cpus = (result.get("machine") or {}).get("cpus") or 1
+    loads = [max(result.get(key) or [0.0]) for key in ("load_average_start", "load_average_end")]
+    if max(loads) <= cpus:
+        return None
+    return (f"These rates were measured while other work loaded the machine (load average up to "
+            f"{max(loads):.1f} on {cpus} CPUs): they show that machine's share, not what it can do; "
+            "`make bench` on a quiet machine measures again.")
+
+
+def _scoring_sentences(scoring: Mapping) -> list[str]:
+    """The scoring pipelines against the model-alone ceiling, and streaming against the naive loop."""
+    out = [busy] if (busy := loaded_machine(scoring)) else []
+    rates = scoring["images_per_s"]
+    ceiling = scoring["forward_only_images_per_s"]
+    above = [name for name, value in rates.items() if value > ceiling]
+    if above:
+        return out + [f"Inconsistent measurement: {' and '.join(above)} {'is' if len(above) == 1 else 'are'} "
+                      "measured faster than the model alone "
+                      f"({ceiling:.2f} images/s), which cannot be; re-measure on a quiet machine."]
+    out.append(f"Scoring reaches {rates['score_paths']:.2f} images/s with iqalib score and "
+               f"{rates['one_at_a_time']:.2f} one image at a time, against {ceiling:.2f} for the model "
+               f"alone: the pipelines run at {rates['score_paths'] / ceiling:.0%} and "
+               f"{rates['one_at_a_time'] / ceiling:.0%} of the ceiling.")
+    speedup = rates["score_paths"] / rates["one_at_a_time"]
+    sentence = (f"Streaming is {speedup:.2f}x the naive loop on this machine ("
+                + ("faster" if speedup > 1 + SAME_SPEED else "slower" if speedup < 1 - SAME_SPEED
+                   else "no different") + ")")
+    if "score_paths_small_batch" in rates:
+        sentence += (f"; with a batch of one image's crops it scores {rates['score_paths_small_batch']:.2f} "
+                     "images/s, which separates the effect of the larger batch from that of the decode "
+                     "threads")
+    return out + [sentence + "."]
+
+
+def performance_sentences(scoring: Mapping | None, engine: pd.DataFrame | None = None) -> list[str]:
+    """The scoring benchmark against its ceiling, and the engine's loader wait."""
+    out = (["The scoring benchmark was not run on this machine."] if scoring is None
+           else _scoring_sentences(scoring))
+    if engine is not None and len(engine) and "max loader wait" in engine:
+        wait = float(engine["max loader wait"].max())
+        out.append(f"Waiting for data took at most {100 * wait:.2f}% of any epoch of this profile's runs "
+                   f"({'under' if wait < LOADER_WAIT_TARGET else 'above'} the {LOADER_WAIT_TARGET:.0%} target).")
+    return out
+
+
+def precision_sentences(result: Mapping | None) -> list[str]:
+    """bf16 autocast against fp32 on one profile's chapter-3 run (``benchmarks/precision.py``)."""
+    if result is None:
+        return ["The precision benchmark (bf16 against fp32) was not run on this machine."]
+    arms, tolerance = result["arms"], float(result.get("tolerance", 0.005))
+    out = [loaded] if (loaded := loaded_machine(result)) else []
+    skipped = arms.get("bf16", {}).get("skipped")
+    if skipped or "fp32" not in arms or "test_srcc" not in arms.get("bf16", {}):
+        return out + [f"bf16 was not trained here: {skipped or 'the benchmark did not finish'}; "
+                      "`precision: auto` keeps fp32 on this CPU."]
+    fp32, bf16 = arms["fp32"], arms["bf16"]
+    diff = bf16["median_srcc"] - fp32["median_srcc"]
+    paired = np.subtract(bf16["test_srcc"], fp32["test_srcc"])
+    within = abs(diff) <= tolerance
+    out.append(f"On {result['profile']}'s chapter-3 run ({fp32['rounds']} rounds), bf16 autocast gives median test "
+               f"SRCC {bf16['median_srcc']:.4f} against fp32's {fp32['median_srcc']:.4f} ({diff:+.4f}; "
+               f"{'within' if within else 'outside'} the {tolerance:g} tolerance); round by round the two differ "
+               f"by {np.median(np.abs(paired)):.4f} in the median (largest {np.abs(paired).max():.4f}).")
+    control = arms.get("fp32_1thread", {})
+    if "test_srcc" in control:  # fp32 again on one thread: a change of numerics alone
+        out += _numerics_control_sentences(control, fp32, paired, tolerance)
+    if fp32.get("wall_seconds") and bf16.get("wall_seconds"):
+        out.append(f"The run took {bf16['wall_seconds'] / 60:.1f} min in bf16 and {fp32['wall_seconds'] / 60:.1f} "
+                   f"min in fp32 ({fp32['wall_seconds'] / bf16['wall_seconds']:.1f}x), trunk pass included; the head "
+                   f"trainings alone {bf16['head_seconds'] / 60:.1f} and {fp32['head_seconds'] / 60:.1f} min.")
+    return out
+
+
+def _numerics_control_sentences(control: Mapping, fp32: Mapping, paired: np.ndarray, tolerance: float) -> list[str]:
+    """fp32 on one thread against fp32 on several: how far a change of numerics alone moves the run."""
+    floor = np.abs(np.subtract(control["test_srcc"], fp32["test_srcc"]))
+    change = control["median_srcc"] - fp32["median_srcc"]
+    moved = np.median(np.abs(paired))
+    return [f"The control, fp32 again on {counted(int(control['threads']), 'thread')} instead of "
+            f"{fp32.get('threads', 'several')} (the same trunk features; only the order of the head's sums "
+            f"changes), moves the median test SRCC by {change:+.4f} "
+            f"({'more' if abs(change) > tolerance else 'less'} than the {tolerance:g} tolerance) and each "
+            f"round by {np.median(floor):.4f} in the median (largest {floor.max():.4f}).",
+            f"So bf16's round-by-round change ({moved:.4f} in the median) is "
+            + ("larger than" if moved > np.median(floor) else "within")
+            + " what a change of numerics alone does on this run."]

@@ -17,11 +17,16 @@ rate and ``trunk_lr x head_lr_multiplier`` the hyper network's:
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pandas as pd
+import torch
 
-from iqalib.config import RunConfig, TrainConfig, resolve_train
+from iqalib.config import RunConfig, TrainConfig, from_dict, resolve_train
+from iqalib.engine.fit import build_scheduler
+from iqalib.models import create_model
+from iqalib.models.registry import model_options
 
 # Training keys that make up a recipe (how the head learns), as opposed to the budget and the data.
 RECIPE_KEYS = ("optimizer", "trunk_lr", "head_lr_multiplier", "lda_with_trunk", "weight_decay", "schedule",
@@ -31,8 +36,6 @@ RECIPE_MODEL_OPTIONS = ("dropout",)
 
 
 def _model(config: RunConfig):
-    from iqalib.models import create_model
-
     return create_model(config.model.name, pretrained=False, **config.model.options)
 
 
@@ -43,10 +46,6 @@ def _resolved(config: RunConfig, model) -> TrainConfig:
 
 def head_lr_schedule(train: TrainConfig) -> list[float]:
     """The hyper network's learning rate in each epoch, from the engine's own scheduler."""
-    import torch
-
-    from iqalib.engine.fit import build_scheduler
-
     parameter = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.SGD([{"params": [parameter], "lr": train.trunk_lr * train.head_lr_multiplier,
                                   "name": "head"}])
@@ -112,6 +111,16 @@ def recipe_differences(table: pd.DataFrame, a: str, b: str) -> list[str]:
     return [c for c in table.columns if c != "model" and table.loc[a, c] != table.loc[b, c]]
 
 
+def recipe_sentences(recipes: pd.DataFrame, a: str, b: str) -> list[str]:
+    """Say when two compared arms also differ in how they were trained (rows of :func:`recipe_table`)."""
+    differ = [c for c in recipe_differences(recipes, a, b) if c != "head widths"]
+    if not differ:
+        return [f"{a} and {b} were trained with the same resolved settings."]
+    details = "; ".join(f"{c} {recipes.loc[a, c]} vs {recipes.loc[b, c]}" for c in differ)
+    return [f"{a} and {b} differ in their training recipe as well as their architecture ({details}), so their "
+            "difference mixes the two; the ablation's recipe-controlled arm separates them."]
+
+
 def seed_recipe(smart_model: str, train: dict) -> tuple[dict, dict]:
     """``(train keys, model options)`` that train any head with the seed's (SMART-IQA's) recipe.
 
@@ -121,9 +130,6 @@ def seed_recipe(smart_model: str, train: dict) -> tuple[dict, dict]:
     model's. Given to a HyperIQA model, the arm then differs from SMART-IQA's
     single-scale configuration in architecture only.
     """
-    from iqalib.models import create_model
-    from iqalib.models.registry import model_options
-
     defaults = create_model(smart_model, pretrained=False).default_train_config()
     unset_by_default = {f.name for f in dataclasses.fields(TrainConfig) if f.default is None}
     filled = {key: value for key, value in defaults.items()
@@ -141,8 +147,6 @@ def learning_rate_axis(sweep: pd.DataFrame, out_dir: str | Path) -> tuple[pd.Ser
     multiplier); with a frozen trunk it is the hyper network's rate
     (``trunk_lr x head_lr_multiplier``), the LDA branches getting ``trunk_lr``.
     """
-    import json
-
     settings = {}
     for run in sweep["run"].unique():
         result = json.loads((Path(out_dir) / run / "round_0" / "results.json").read_text())
@@ -160,6 +164,4 @@ def learning_rate_axis(sweep: pd.DataFrame, out_dir: str | Path) -> tuple[pd.Ser
 
 def runs_recipe_table(results: dict[str, dict]) -> pd.DataFrame:
     """:func:`recipe_table` of finished runs, from the configuration each stored (``round_results[0]``)."""
-    from iqalib.config import from_dict
-
     return recipe_table({label: from_dict(r["round_results"][0]["config"]) for label, r in results.items()})

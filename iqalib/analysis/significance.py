@@ -21,9 +21,17 @@ but said in words (:func:`too_few_rounds`):
 * the sign test and the Wilcoxon test need 6: with n rounds the smallest
   two-sided p either can reach is 2 / 2**n, which is 0.0625 for n = 5, so
   below 6 rounds no outcome could be significant at 0.05.
+
+:func:`pair_verdict` turns a :func:`combine_rounds` row into the book's
+verdict on "A beats B": with at least 6 rounds the sign test across rounds
+decides (p < :data:`SIGNIFICANCE`); with fewer, "every round, each
+significant" is the most that can be said, and the verdict says that no test
+across rounds was possible. :func:`comparison_sentences` and
+:func:`comparison_claim` put it into words and into the claims table.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -32,8 +40,13 @@ import pandas as pd
 from scipy import stats
 
 from iqalib import metrics
+from iqalib.analysis.claims import claim_row
+from iqalib.analysis.words import counted, median_and_range
+from iqalib.data.datasets import load_dataset
 from iqalib.errors import DataError
+from iqalib.experiments import predictions_frame
 
+SIGNIFICANCE = 0.05  # a p-value below this is significant: per round (bootstrap) and across rounds (sign test)
 MIN_ROUNDS = {"range": 2, "iqr": 4, "boxplot": 5, "sign_test": 6, "wilcoxon": 6}
 MIN_ROUNDS_FOR_TESTS = MIN_ROUNDS["sign_test"]
 _STATISTIC_NAMES = {"range": "a range", "iqr": "an IQR", "boxplot": "a box plot",
@@ -58,10 +71,6 @@ def source_groups(run_dir: str | Path) -> pd.Series | None:
     with the source photograph and KADID-10k with the reference. Sets without
     one (LIVE-C, KonIQ-10k) give every image its own group: None.
     """
-    import json
-
-    from iqalib.data.datasets import load_dataset
-
     results = Path(run_dir) / "round_0" / "results.json"
     if not results.is_file():
         return None
@@ -76,8 +85,6 @@ def _round_predictions(run) -> dict[int, pd.DataFrame]:
     if isinstance(run, pd.DataFrame):
         frame = run
     else:
-        from iqalib.experiments import predictions_frame
-
         if not any(Path(run).glob("round_*/predictions.csv")):
             raise DataError(f"{run}: no round_*/predictions.csv; train the run first (run_or_load)")
         frame = predictions_frame(run)
@@ -162,7 +169,7 @@ def combine_rounds(per_round: pd.DataFrame) -> dict:
 
     ``median_delta``, ``mean_delta``, ``a_better`` (share of rounds with
     delta > 0; for rmse, < 0), ``rounds_significant`` (share of rounds whose
-    bootstrap p < 0.05), and across rounds ``sign_p`` (two-sided binomial
+    bootstrap p < :data:`SIGNIFICANCE`), and across rounds ``sign_p`` (two-sided binomial
     sign test, ties dropped) and ``wilcoxon_p`` when there are at least
     :data:`MIN_ROUNDS_FOR_TESTS` rounds, else NaN, with the reason in
     ``tests_note`` (:func:`too_few_rounds`; empty when the tests ran), and
@@ -184,7 +191,7 @@ def combine_rounds(per_round: pd.DataFrame) -> dict:
         "rounds": len(deltas), "median_delta": float(np.median(deltas)), "mean_delta": float(deltas.mean()),
         "a_better": float(wins.mean()),
         # NaN where no round could be tested (too few sources: see ``resampled``)
-        "rounds_significant": (float((per_round["p_value"] < 0.05).mean()) if per_round["p_value"].notna().any()
+        "rounds_significant": (float((per_round["p_value"] < SIGNIFICANCE).mean()) if per_round["p_value"].notna().any()
                                else np.nan),
         "sign_p": sign_p, "wilcoxon_p": wilcoxon_p,
         "tests_note": tests_note,
@@ -214,3 +221,57 @@ def compare_runs(runs: Mapping[str, object], pairs: Iterable[tuple[str, str]], *
                                           seed=seed, name_a=a, name_b=b, groups=groups) for a, b in pairs]
     summary = pd.DataFrame([combine_rounds(frame) for frame in per_round])
     return pd.concat(per_round, ignore_index=True), summary
+
+
+# ------------------------------------------------------------------ the verdict on "A beats B"
+
+def pair_verdict(row: Mapping) -> str:
+    """"supported", "contradicted" or "not supported" (with the reason) for "A beats B", from :func:`combine_rounds`."""
+    lower_is_better = row.get("metric") == "rmse"
+    sign = -1 if lower_is_better else 1
+    if np.isfinite(row.get("sign_p", np.nan)):
+        if row["sign_p"] < SIGNIFICANCE:
+            return "supported" if sign * row["median_delta"] > 0 else "contradicted"
+        return f"not supported (sign test p = {row['sign_p']:.2f})"
+    if row.get("rounds_significant") == 1.0 and row["a_better"] in (0.0, 1.0):
+        word = "supported" if row["a_better"] == 1.0 else "contradicted"
+        return f"{word} in every round, untested across rounds ({row.get('tests_note') or 'too few rounds'})"
+    if row.get("tests_note"):  # too few rounds for a test across them: no verdict either way
+        return f"untested ({row['tests_note']})"
+    return "not supported (no consistent difference)"
+
+
+def comparison_sentences(summary: pd.DataFrame, labels: Mapping[str, str] | None = None,
+                         changes: Mapping[tuple[str, str], str] | None = None) -> list[str]:
+    """One sentence per compared pair (rows of :func:`compare_runs`'s summary)."""
+    labels, changes = labels or {}, changes or {}
+    out = []
+    for _, row in summary.iterrows():
+        a, b = labels.get(row["a"], row["a"]), labels.get(row["b"], row["b"])
+        what = changes.get((row["a"], row["b"]))
+        rounds = int(row["rounds"])
+        won = int(round(row["a_better"] * rounds))
+        if np.isfinite(row["rounds_significant"]):
+            significant = int(round(row["rounds_significant"] * rounds))
+            bootstrap = (f"bootstrap {row.get('resampled') or 'by image'}: p < {SIGNIFICANCE:g} in {significant} "
+                         f"of {rounds}")
+        else:
+            bootstrap = f"no bootstrap test within a round ({row.get('resampled')})"
+        out.append(f"{a} vs {b}" + (f" (changes {what})" if what else "")
+                   + f": median ΔSRCC {row['median_delta']:+.3f}, {a} better in {won} of {counted(rounds, 'round')}; "
+                   f"{bootstrap}; verdict: {pair_verdict(row)}.")
+    return out
+
+
+def comparison_claim(claim: str, row: Mapping, results_a: Mapping | None = None,
+                     results_b: Mapping | None = None) -> dict:
+    """A claim row for "A beats B" from one :func:`combine_rounds` summary row (and the arms' results)."""
+    rounds = int(row["rounds"])
+    edition = (f"median ΔSRCC {row['median_delta']:+.3f} over {rounds} rounds" if rounds > 1
+               else f"ΔSRCC {row['median_delta']:+.3f}, one round")
+    if results_a is not None and results_b is not None:
+        a = [r["srcc"] for r in results_a["test_per_round"]]
+        b = [r["srcc"] for r in results_b["test_per_round"]]
+        edition = (f"SRCC {results_a['name']} {median_and_range(a)} vs {results_b['name']} "
+                   f"{median_and_range(b)}; {edition}")
+    return claim_row(claim, edition, pair_verdict(row))

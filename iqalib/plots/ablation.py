@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from iqalib.analysis.ablation import ABLATION_LABELS
 from iqalib.analysis.significance import MIN_ROUNDS, too_few_rounds
 
 
@@ -82,8 +83,6 @@ def format_comparisons(summary: pd.DataFrame) -> pd.DataFrame:
     Wilcoxon p-values share one column, and below their minimum number of
     rounds it says why they are missing (never NaN).
     """
-    from iqalib.analysis.ablation import ABLATION_LABELS
-
     def short(name):
         return ABLATION_LABELS[name].split(" ")[0] if name in ABLATION_LABELS else name
 

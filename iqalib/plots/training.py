@@ -17,6 +17,7 @@ from matplotlib.ticker import MaxNLocator
 from iqalib import metrics
 from iqalib.data.images import decode_image
 from iqalib.data.table import IQATable
+from iqalib.plots.ablation import plot_rounds
 
 
 def mos_distribution(tables: IQATable | Sequence[IQATable], bins: int = 30):
@@ -109,8 +110,6 @@ def comparison_rounds(results: Mapping[str, Mapping], metric: str = "srcc"):
 
     ``results`` maps a label to a :func:`iqalib.experiments.run_or_load` dict.
     """
-    from iqalib.plots.ablation import plot_rounds
-
     rows = [{"label": label, **per_round} for label, r in results.items() for per_round in r["test_per_round"]]
     data = " / ".join(sorted({r["data"] for r in results.values()}))
     return plot_rounds(pd.DataFrame(rows), data, metric, order=list(results), title="Side by side")
