@@ -40,7 +40,8 @@ other_sets = {}
 # %%
 import iqalib
 from iqalib import plots
-from iqalib.analysis import verdicts
+from iqalib.analysis.dataset import data_sentences
+from iqalib.analysis.words import numbers_say
 from iqalib.experiments import available_tables
 
 # %% [markdown]
@@ -83,9 +84,9 @@ plots.example_images(table);
 
 # %% [markdown]
 # ## What the numbers say
-# Chosen from this table and split by `iqalib.analysis.verdicts`. Images that share a source
+# Chosen from this table and split by `iqalib.analysis.dataset`. Images that share a source
 # photograph are not independent test cases: the statistics of the later chapters
 # ([chapter 5](05_ablations.ipynb) in particular) resample whole sources where the set records them.
 
 # %%
-verdicts.numbers_say(verdicts.data_sentences(table, parts))
+numbers_say(data_sentences(table, parts))

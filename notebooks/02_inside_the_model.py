@@ -46,10 +46,10 @@ smart_model = "smart_iqa_lite0"
 # %%
 import torch
 
-from iqalib.analysis import verdicts
 from iqalib.analysis.inside import (center_patch, example_images, finished_round_model,
                                     generated_layers_table, parameter_table, steps_table,
                                     walk_through, weights_sentence)
+from iqalib.analysis.words import numbers_say
 from iqalib.data.patches import to_model_input
 from iqalib.models import create_model, list_models
 from iqalib.plots.inside import (plot_attention, plot_patches, plot_stage_maps,
@@ -181,7 +181,7 @@ else:
 plot_weight_matrices(weights, names=tuple(names));
 
 # %%
-verdicts.numbers_say([weights_sentence(weights)])
+numbers_say([weights_sentence(weights)])
 
 # %% [markdown]
 # ## SMART-IQA's additions

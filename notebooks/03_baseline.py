@@ -48,9 +48,10 @@ freeze_backbone = True
 # %%
 import iqalib
 from iqalib import plots
-from iqalib.analysis import verdicts
-from iqalib.analysis.linear_probe import linear_probe
+from iqalib.analysis.linear_probe import linear_probe, probe_sentences
+from iqalib.analysis.runs import run_sentences
 from iqalib.analysis.selection import selection_table
+from iqalib.analysis.words import numbers_say
 from iqalib.experiments import (
     history_frame,
     predictions_frame,
@@ -120,11 +121,11 @@ selection.round(3)
 
 # %% [markdown]
 # ## What the numbers say
-# Sentences chosen from the numbers above by `iqalib.analysis.verdicts`, including what went wrong.
+# Sentences chosen from the numbers above by `iqalib.analysis.runs`, including what went wrong.
 
 # %%
 mos_range = iqalib.load_dataset(dataset, data_root).mos_range
-verdicts.numbers_say(
-    verdicts.run_sentences(results, predictions_frame(f"{out_dir}/{model}"), mos_range),
-    verdicts.probe_sentences({model: results}, probe),
+numbers_say(
+    run_sentences(results, predictions_frame(f"{out_dir}/{model}"), mos_range),
+    probe_sentences({model: results}, probe),
 )

@@ -50,10 +50,14 @@ freeze_backbone = True
 # %%
 import iqalib
 from iqalib import plots
-from iqalib.analysis import compare_runs, verdicts
-from iqalib.analysis.linear_probe import linear_probe
-from iqalib.analysis.recipes import runs_recipe_table
+from iqalib.analysis import compare_runs
+from iqalib.analysis.claims import record_claims
+from iqalib.analysis.linear_probe import linear_probe, probe_sentences
+from iqalib.analysis.recipes import recipe_sentences, runs_recipe_table
+from iqalib.analysis.runs import ceiling_sentences, run_sentences
 from iqalib.analysis.selection import selection_table
+from iqalib.analysis.significance import comparison_claim, comparison_sentences
+from iqalib.analysis.words import numbers_say
 from iqalib.data.demo import label_ceilings
 from iqalib.plots.ablation import format_comparisons
 from iqalib.experiments import (
@@ -179,22 +183,22 @@ mos_range = iqalib.load_dataset(dataset, data_root).mos_range
 largest = list(results)[
     -1
 ]  # the claim is about the largest SMART-IQA model of the profile
-verdicts.record_claims(
+record_claims(
     out_dir,
     "04_smart_iqa",
     [
-        verdicts.comparison_claim(
+        comparison_claim(
             "smart_vs_hyperiqa", summary.iloc[-1], results[largest], runs[baseline_model]
         )
     ],
 )
-verdicts.numbers_say(
+numbers_say(
     *(
-        verdicts.run_sentences(r, predictions_frame(f"{out_dir}/{name}"), mos_range)
+        run_sentences(r, predictions_frame(f"{out_dir}/{name}"), mos_range)
         for name, r in results.items()
     ),
-    verdicts.comparison_sentences(summary),
-    *(verdicts.recipe_sentences(recipes, name, baseline_model) for name in results),
-    verdicts.probe_sentences(runs, list(probes.values())),
-    verdicts.ceiling_sentences(ceilings, runs),
+    comparison_sentences(summary),
+    *(recipe_sentences(recipes, name, baseline_model) for name in results),
+    probe_sentences(runs, list(probes.values())),
+    ceiling_sentences(ceilings, runs),
 )

@@ -75,12 +75,14 @@ from iqalib.analysis import (
     ablation_table,
     compare_runs,
     run_ablation,
-    verdicts,
 )
-from iqalib.analysis.ablation import ABLATION_LABELS, PAIR_CHANGES, ablation_pairs
+from iqalib.analysis.ablation import ABLATION_LABELS, PAIR_CHANGES, ablation_pairs, pair_claim_rows
+from iqalib.analysis.claims import record_claims
 from iqalib.analysis.linear_probe import linear_probe
 from iqalib.analysis.recipes import recipe_table
-from iqalib.analysis.selection import selection_table
+from iqalib.analysis.selection import selection_sentences, selection_table
+from iqalib.analysis.significance import comparison_sentences
+from iqalib.analysis.words import numbers_say
 from iqalib.plots.ablation import format_ablation_table, format_comparisons, plot_ablation
 
 # %% [markdown]
@@ -192,15 +194,15 @@ format_comparisons(against_probe)
 # spread; the LIVE-C and KonIQ-10k profiles run the same cells on real data.
 #
 # ## What the numbers say
-# Chosen by `iqalib.analysis.verdicts` from the tables above; the claims tested here go to the
+# Chosen by `iqalib.analysis.significance` from the tables above; the claims tested here go to the
 # [summary](11_summary.ipynb).
 
 # %%
-claims = verdicts.pair_claim_rows(summary, ablation.results)
-verdicts.record_claims(
+claims = pair_claim_rows(summary, ablation.results)
+record_claims(
     out_dir, "05_ablations", [c for c in claims if c["claim"] != "smart_vs_hyperiqa"]
 )
-verdicts.numbers_say(
-    verdicts.comparison_sentences(summary, ABLATION_LABELS, PAIR_CHANGES),
-    verdicts.selection_sentences(selection),
+numbers_say(
+    comparison_sentences(summary, ABLATION_LABELS, PAIR_CHANGES),
+    selection_sentences(selection),
 )

@@ -73,8 +73,10 @@ other_out_dirs = {}  # other profiles' out_dir, whose saved loss studies are com
 # %%
 import time
 
-from iqalib.analysis import compare_runs, run_ablation, verdicts
+from iqalib.analysis import compare_runs, run_ablation
 from iqalib.analysis import loss_study as study
+from iqalib.analysis.claims import record_claims
+from iqalib.analysis.words import numbers_say
 from iqalib.data.datasets import load_dataset
 from iqalib.plots.ablation import format_comparisons, plot_rounds
 from iqalib.plots.losses import format_loss_table
@@ -197,7 +199,7 @@ studies.round(4)
 # verdicts. Both claims are recorded for the summary chapter's table of claims.
 
 # %%
-verdicts.record_claims(out_dir, "06_losses", study.loss_claim_rows(tests, studies))
+record_claims(out_dir, "06_losses", study.loss_claim_rows(tests, studies))
 print(f"(This chapter took {time.perf_counter() - started:.0f} s, training included.)")
 sentences = study.what_the_numbers_say(losses_table, tests, data_label=data_label)
-verdicts.numbers_say(sentences, [claim, guess])
+numbers_say(sentences, [claim, guess])

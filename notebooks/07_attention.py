@@ -74,10 +74,16 @@ from iqalib.analysis import (
     load_round_model,
     round_test_split,
     select_images,
-    verdicts,
     weights_vs_mos,
 )
+from iqalib.analysis.attention_verdicts import (
+    attention_claim,
+    attention_round_sentences,
+    attention_sentences,
+)
+from iqalib.analysis.claims import record_claims
 from iqalib.analysis.significance import source_groups
+from iqalib.analysis.words import numbers_say
 from iqalib.experiments import run_config, run_or_load
 from iqalib.plots.attention import (
     correlation_table,
@@ -215,7 +221,7 @@ fig = plot_concentration_by_round(by_round, data_label)
 
 # %% [markdown]
 # ## What the numbers say
-# Chosen by `iqalib.analysis.verdicts`. For round `analysis_round`'s model, `claim_verdict` reads the
+# Chosen by `iqalib.analysis.attention_verdicts`. For round `analysis_round`'s model, `claim_verdict` reads the
 # interval of Spearman(concentration, MOS): above zero, the model concentrates on fewer stages for
 # better images; below zero, the opposite; otherwise no reliable relation. The recorded verdict is
 # taken **across the rounds' models**: a sign test of their correlations against zero (supported or
@@ -225,13 +231,13 @@ fig = plot_concentration_by_round(by_round, data_label)
 # [summary](11_summary.ipynb).
 
 # %%
-claim = verdicts.attention_claim(weights, statistics, by_round)
-verdicts.record_claims(out_dir, "07_attention", [claim])
-verdicts.numbers_say(
+claim = attention_claim(weights, statistics, by_round)
+record_claims(out_dir, "07_attention", [claim])
+numbers_say(
     [
         f"Round {analysis_round}'s model and test split ({data_label}), "
         "as the seed showed one model:"
     ],
-    verdicts.attention_sentences(weights, statistics, claim_verdict(statistics)),
-    verdicts.attention_round_sentences(by_round),
+    attention_sentences(weights, statistics, claim_verdict(statistics)),
+    attention_round_sentences(by_round),
 )

@@ -40,14 +40,20 @@ max_images = 200
 
 # %%
 from iqalib import plots
-from iqalib.analysis import verdicts
+from iqalib.analysis.claims import record_claims
+from iqalib.analysis.cross_dataset import (
+    cross_dataset_sentences,
+    cross_dataset_view,
+    transfer_claim,
+)
+from iqalib.analysis.words import numbers_say
 from iqalib.experiments import cross_dataset_matrix
 
 # %%
 matrix = cross_dataset_matrix(
     f"{out_dir}/{train_run}", test_sets, max_images=max_images, seed=seed
 )
-verdicts.cross_dataset_view(matrix)
+cross_dataset_view(matrix)
 
 # %% [markdown]
 # Skipped sets (not found on this machine), with the reason:
@@ -63,10 +69,10 @@ plots.metric_matrix(matrix, "srcc");
 
 # %% [markdown]
 # ## What the numbers say
-# Chosen by `iqalib.analysis.verdicts`; the claim goes to the [summary](11_summary.ipynb) ("transfers":
+# Chosen by `iqalib.analysis.cross_dataset`; the claim goes to the [summary](11_summary.ipynb) ("transfers":
 # SRCC on every other set within 0.15 of the set's own test split; only pairs of sets rated by people
 # count: a transfer from or to the demo set, whose labels are simulated, tests the code, not the claim).
 
 # %%
-verdicts.record_claims(out_dir, "08_cross_dataset", [verdicts.transfer_claim(matrix)])
-verdicts.numbers_say(verdicts.cross_dataset_sentences(matrix))
+record_claims(out_dir, "08_cross_dataset", [transfer_claim(matrix)])
+numbers_say(cross_dataset_sentences(matrix))

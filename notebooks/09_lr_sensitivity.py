@@ -45,8 +45,10 @@ freeze_backbone = True
 
 # %%
 from iqalib import plots
-from iqalib.analysis import verdicts
+from iqalib.analysis.claims import record_claims
+from iqalib.analysis.lr_sweep import lr_claim, lr_sentences
 from iqalib.analysis.recipes import learning_rate_axis
+from iqalib.analysis.words import numbers_say
 from iqalib.experiments import lr_sweep
 
 # %%
@@ -80,11 +82,11 @@ plots.lr_sweep(sweep, rates=rates, label=rate_label);
 
 # %% [markdown]
 # ## What the numbers say
-# Chosen by `iqalib.analysis.verdicts`. A step between neighbouring rates within one decade
+# Chosen by `iqalib.analysis.lr_sweep`. A step between neighbouring rates within one decade
 # counts as fragile when it moves SRCC, compared round by round on the same split, by
-# `verdicts.LR_JUMP` or more the same way in every round: that is the gain the seed reports
+# `LR_JUMP` or more the same way in every round: that is the gain the seed reports
 # for SMART-IQA over HyperIQA. The claim goes to the [summary](11_summary.ipynb).
 
 # %%
-verdicts.record_claims(out_dir, "09_lr_sensitivity", [verdicts.lr_claim(sweep, rates)])
-verdicts.numbers_say(verdicts.lr_sentences(sweep, rates, rate_label, epochs=epochs))
+record_claims(out_dir, "09_lr_sensitivity", [lr_claim(sweep, rates)])
+numbers_say(lr_sentences(sweep, rates, rate_label, epochs=epochs))

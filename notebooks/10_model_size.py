@@ -54,8 +54,9 @@ results_dir = "benchmarks/results"  # the train-step benchmark, for the cross-ch
 
 # %%
 from iqalib import plots
-from iqalib.analysis import verdicts
+from iqalib.analysis.model_size import model_size_sentences
 from iqalib.analysis.performance import train_step_rates
+from iqalib.analysis.words import numbers_say
 from iqalib.experiments import model_cost_table
 
 # %%
@@ -90,11 +91,11 @@ plots.model_size_scatter(costs);
 
 # %% [markdown]
 # ## What the numbers say
-# Chosen by `iqalib.analysis.verdicts`, with two consistency checks: a model measured as fast as one
+# Chosen by `iqalib.analysis.model_size`, with two consistency checks: a model measured as fast as one
 # with a quarter of its FLOPs or less, and a model scored more slowly than it trains in the
 # train-step benchmark, are flagged instead of believed.
 
 # %%
-verdicts.numbers_say(
-    verdicts.model_size_sentences(costs, train_rates=train_step_rates(results_dir))
+numbers_say(
+    model_size_sentences(costs, train_rates=train_step_rates(results_dir))
 )

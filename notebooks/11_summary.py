@@ -19,7 +19,7 @@
 # The book tests the claims of HyperIQA {cite}`su2020hyperiqa` and of the SMART-IQA report
 # {cite}`smartiqa`. The table below lists each claim, the chapter that tests it, the seed's own
 # number or statement, this edition's number with its spread over rounds, and the verdict the chapter
-# computed from its numbers (`iqalib.analysis.verdicts`; nothing here is typed by hand). A claim whose
+# computed from its numbers (`iqalib.analysis.claims`; nothing here is typed by hand). A claim whose
 # chapter did not run in this edition says so. The seed's KonIQ-10k numbers come from one round with
 # the epoch picked on the test split, ours from a validation-selected epoch and medians over rounds
 # (see the protocol page): a difference in protocol, not only in result. Demo numbers are synthetic
@@ -38,12 +38,18 @@ fractions = [0.5, 0.25, 0.25]
 # %%
 from IPython.display import Markdown
 
-from iqalib.analysis import verdicts
+from iqalib.analysis.claims import (
+    chapter_link,
+    claims_markdown,
+    claims_table,
+    summary_sentences,
+)
+from iqalib.analysis.words import numbers_say
 from iqalib.experiments import runs_table
 
 # %%
-claims = verdicts.claims_table(out_dir, link=verdicts.chapter_link)
-Markdown(verdicts.claims_markdown(claims))
+claims = claims_table(out_dir, link=chapter_link)
+Markdown(claims_markdown(claims))
 
 # %% [markdown]
 # ## Every finished run
@@ -60,4 +66,4 @@ summary.round({c: 4 for c in summary.columns if c.startswith(("srcc", "plcc"))})
 # ## What the numbers say
 
 # %%
-verdicts.numbers_say(verdicts.summary_sentences(claims))
+numbers_say(summary_sentences(claims))

@@ -45,7 +45,7 @@ results_dir = "benchmarks/results"
 
 # %%
 from iqalib.analysis import performance as perf
-from iqalib.analysis import verdicts
+from iqalib.analysis.words import numbers_say
 
 # %% [markdown]
 # ## What this profile cost
@@ -157,13 +157,13 @@ perf.benchmark_report(results_dir, "gpu_step")
 
 # %% [markdown]
 # ## What the numbers say
-# Chosen by `iqalib.analysis.verdicts`; a pipeline measured above the model-alone ceiling is reported
+# Chosen by `iqalib.analysis.performance`; a pipeline measured above the model-alone ceiling is reported
 # as an inconsistent measurement, not as a speed.
 
 # %%
-verdicts.numbers_say(
-    verdicts.performance_sentences(
+numbers_say(
+    perf.performance_sentences(
         perf.read_result(results_dir, "scoring"), perf.engine_log_table(out_dir)
     ),
-    verdicts.precision_sentences(perf.read_result(results_dir, "precision")),
+    perf.precision_sentences(perf.read_result(results_dir, "precision")),
 )

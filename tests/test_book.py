@@ -313,7 +313,7 @@ def test_missing_sets_are_listed_not_fatal(smoke_book, tmp_path):
     assert matrix[["n", "srcc", "plcc"]].to_dict("records") == [{"n": own["n"], "srcc": own["srcc"],
                                                                    "plcc": own["plcc"]}]
     assert matrix["synthetic"].tolist() == [True]  # the demo run's row says its labels are simulated
-    from iqalib.analysis.verdicts import transfer_claim
+    from iqalib.analysis.cross_dataset import transfer_claim
 
     assert transfer_claim(matrix)["verdict"] == "untested (one data set)"
 
