@@ -51,7 +51,7 @@ RUN_KEYS = ("rounds", "epochs", "batch_size", "train_patches", "test_patches", "
 
 def chapter3_keys(profile: str, rounds: int | None, epochs: int | None) -> dict:
     params = load_profile(profile, ROOT)["03_baseline"]
-    keys = {k: params[k] for k in RUN_KEYS if k in params}
+    keys = {k: params["recipe"][k] for k in RUN_KEYS if k in params["recipe"]}
     keys.update({k: v for k, v in (("rounds", rounds), ("epochs", epochs)) if v is not None})
     data_root = params.get("data_root")
     if data_root is not None and not Path(data_root).is_absolute():

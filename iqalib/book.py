@@ -3,7 +3,8 @@
 For each notebook in :data:`NOTEBOOKS` (executed in :data:`EXECUTION_ORDER`),
 ``notebooks/<stem>.py`` (the jupytext
 pair, so an unsynced ``.ipynb`` cannot slip in) is executed by papermill with
-the parameters ``{**common, **<stem>}`` of ``params/<profile>.yaml`` into
+the parameters ``{**common, **<stem>}`` of ``params/<profile>.yaml``
+(:func:`load_profile`; the training recipe, ``recipe``, merged key by key) into
 ``book/executed/<stem>.ipynb``; then ``jupyter-book build`` renders
 ``_toc.yml`` with warnings as errors into ``book/_build/html``.
 
@@ -25,6 +26,7 @@ per chapter.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import functools
 import json
 import os
@@ -36,7 +38,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from iqalib.config import read_yaml
+from iqalib.config import TrainConfig, read_yaml
 from iqalib.errors import ConfigError, IQAError, OutputError, did_you_mean
 from iqalib.paths import cut, safe_part, shown
 
@@ -50,6 +52,12 @@ NOTEBOOKS = ("01_data", "02_inside_the_model", "03_baseline", "04_smart_iqa", "0
 EXECUTION_ORDER = ("01_data", "03_baseline", "04_smart_iqa", "02_inside_the_model", *NOTEBOOKS[4:])
 EXECUTED = Path("book") / "executed"
 MARKER = "PROFILE"
+# The training recipe: the parameter that carries it, and the keys it may hold. The training
+# chapters pass it as ``**recipe`` next to the edition's data, seed and device (common
+# parameters of every chapter, so not recipe keys) and their own ``progress``.
+RECIPE = "recipe"
+RECIPE_KEYS = tuple(sorted({f.name for f in dataclasses.fields(TrainConfig)} - {"seed", "device", "progress"}
+                           | {"pretrained"}))
 
 
 class NotebookFailed(IQAError):
@@ -97,11 +105,18 @@ def notebook_parameters(stem: str, root: str | Path = ROOT) -> set[str] | None:
 def load_profile(profile: str, root: str | Path = ROOT) -> dict[str, dict]:
     """Papermill parameters per notebook stem: ``{**common, **section}`` of ``params/<profile>.yaml``.
 
+    The training recipe is stated once, as ``common``'s ``recipe:`` block
+    (keys of :data:`RECIPE_KEYS`); a chapter that varies it sets only those
+    keys in its own ``recipe:``, merged over common's key by key. The merged
+    ``recipe`` reaches the notebooks that declare a ``recipe`` parameter (the
+    training chapters), not the others.
+
     Refused with one line, before any notebook runs: a profile name that is
     not a plain name (``../x``), a file that is not valid YAML, is over 256 KiB
     or repeats a key (:func:`iqalib.config.read_yaml`), a profile that is not
     a mapping of sections each mapping parameter names to values, an unknown
-    section, and a parameter that the notebook's parameters cell does not
+    section, a ``recipe`` that is not a mapping or holds a key that is not a
+    training key, and a parameter that the notebook's parameters cell does not
     declare (papermill would only warn and run the notebook with its default).
     """
     root = Path(root)
@@ -121,7 +136,7 @@ def load_profile(profile: str, root: str | Path = ROOT) -> dict[str, dict]:
         hint = did_you_mean(unknown[0], ("common", *NOTEBOOKS)) or \
             f"; sections are 'common' and the notebooks {cut(', '.join(NOTEBOOKS), 120)}"
         raise ConfigError(f"{path}: unknown section(s) {cut(unknown, 160)}{hint}")
-    sections = {}
+    sections, recipes = {}, {}
     for name in ("common", *NOTEBOOKS):
         section = {} if data.get(name) is None else data[name]
         if not isinstance(section, dict):
@@ -131,17 +146,46 @@ def load_profile(profile: str, root: str | Path = ROOT) -> dict[str, dict]:
         if bad:
             raise ConfigError(f"{path}: {shown(bad[0])} in section '{name}' is not a parameter name (a Python name)")
         sections[name] = section
+        recipes[name] = _recipe(path, name, section.get(RECIPE))
+    declared = {stem: notebook_parameters(stem, root) for stem in NOTEBOOKS}
     for stem in NOTEBOOKS:
-        declared = notebook_parameters(stem, root)
-        if declared is None:
+        if declared[stem] is None:
             continue  # not written yet: run_book skips it with a note, or refuses the whole book
         for name in (stem, "common"):
-            unknown = sorted(set(sections[name]) - declared)
+            # common's recipe goes only to the chapters that declare one
+            unknown = sorted(set(sections[name]) - declared[stem] - ({RECIPE} if name == "common" else set()))
+            if unknown and unknown[0] in RECIPE_KEYS and RECIPE in declared[stem]:
+                raise ConfigError(f"{path}: {shown(unknown[0])} in section '{name}' is a training key: set it "
+                                  f"in the section's {RECIPE}: block ({RECIPE}: {{{unknown[0]}: ...}})")
             if unknown:
-                hint = did_you_mean(unknown[0], declared) or f"; its parameters: {cut(', '.join(sorted(declared)), 100)}"
+                hint = did_you_mean(unknown[0], declared[stem]) or \
+                    f"; its parameters: {cut(', '.join(sorted(declared[stem])), 100)}"
                 raise ConfigError(f"{path}: {shown(unknown[0])} in section '{name}' is not a parameter of "
                                   f"notebooks/{stem}.py{hint} (papermill would run the notebook without it)")
-    return {stem: {**sections["common"], **sections[stem]} for stem in NOTEBOOKS}
+    parameters = {}
+    for stem in NOTEBOOKS:
+        chapter = {**sections["common"], **sections[stem]}
+        chapter.pop(RECIPE, None)
+        takes_recipe = RECIPE in sections[stem] or RECIPE in (declared[stem] or ())
+        if takes_recipe and (RECIPE in sections["common"] or RECIPE in sections[stem]):
+            chapter[RECIPE] = {**recipes["common"], **recipes[stem]}
+        parameters[stem] = chapter
+    return parameters
+
+
+def _recipe(path: Path, section: str, recipe) -> dict:
+    """The ``recipe:`` block of ``section`` (None: no keys), or a one-line error naming the key at fault."""
+    if recipe is None:
+        return {}
+    if not isinstance(recipe, dict):
+        raise ConfigError(f"{path}: '{RECIPE}' in section '{section}' must map training keys to values "
+                          f"(such as epochs: 8), not be a {type(recipe).__name__}")
+    unknown = [key for key in recipe if key not in RECIPE_KEYS]
+    if unknown:
+        hint = did_you_mean(unknown[0], RECIPE_KEYS) or f"; recipe keys: {cut(', '.join(RECIPE_KEYS), 200)}"
+        raise ConfigError(f"{path}: {shown(unknown[0])} in the recipe of section '{section}' is not a "
+                          f"training key{hint}")
+    return recipe
 
 
 def _check_writable(folder: Path, what: str) -> None:
@@ -281,7 +325,7 @@ def show_parameters_once(path: str | Path, profile: str | None = None) -> None:
     """
     import nbformat
 
-    from iqalib.engine.checkpoint import atomic_write_text
+    from iqalib.files import atomic_write_text
 
     path = Path(path)
     nb = nbformat.read(path, as_version=4)

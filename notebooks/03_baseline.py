@@ -37,13 +37,10 @@ device = "cpu"
 split_seed = 0
 fractions = [0.5, 0.25, 0.25]
 model = "hyperiqa_lite0"
-rounds = 2
-epochs = 4
-batch_size = 32
-train_patches = 2
-test_patches = 2
-trunk_lr = 1.0e-4
-freeze_backbone = True
+# How the models are trained: the profile's common recipe, this chapter's keys over it
+recipe = {"rounds": 2, "epochs": 4, "batch_size": 32, "train_patches": 2,
+          "test_patches": 2, "trunk_lr": 1.0e-4, "freeze_backbone": True,
+          "pretrained": True}
 
 # %%
 import iqalib
@@ -63,24 +60,9 @@ from iqalib.experiments import (
 # ## Train (or read back the finished run)
 
 # %%
-results = train_models(
-    [model],
-    out_dir=out_dir,
-    dataset=dataset,
-    data_root=data_root,
-    split_seed=split_seed,
-    fractions=fractions,
-    seed=seed,
-    device=device,
-    rounds=rounds,
-    epochs=epochs,
-    batch_size=batch_size,
-    train_patches=train_patches,
-    test_patches=test_patches,
-    trunk_lr=trunk_lr,
-    freeze_backbone=freeze_backbone,
-    progress=False,
-)[model]
+results = train_models([model], out_dir=out_dir, dataset=dataset,
+                       data_root=data_root, split_seed=split_seed, fractions=fractions,
+                       seed=seed, device=device, progress=False, **recipe)[model]
 
 # %% [markdown]
 # ## Learning curves

@@ -39,13 +39,10 @@ split_seed = 0
 fractions = [0.5, 0.25, 0.25]
 models = ["smart_iqa_lite0"]
 baseline_model = "hyperiqa_lite0"
-rounds = 2
-epochs = 4
-batch_size = 32
-train_patches = 2
-test_patches = 2
-trunk_lr = 1.0e-4
-freeze_backbone = True
+# How the models are trained: the profile's common recipe, this chapter's keys over it
+recipe = {"rounds": 2, "epochs": 4, "batch_size": 32, "train_patches": 2,
+          "test_patches": 2, "trunk_lr": 1.0e-4, "freeze_backbone": True,
+          "pretrained": True}
 
 # %%
 import iqalib
@@ -73,24 +70,9 @@ from iqalib.models import model_trunk
 # ## Train (or read back the finished runs)
 
 # %%
-results = train_models(
-    models,
-    out_dir=out_dir,
-    dataset=dataset,
-    data_root=data_root,
-    split_seed=split_seed,
-    fractions=fractions,
-    seed=seed,
-    device=device,
-    rounds=rounds,
-    epochs=epochs,
-    batch_size=batch_size,
-    train_patches=train_patches,
-    test_patches=test_patches,
-    trunk_lr=trunk_lr,
-    freeze_backbone=freeze_backbone,
-    progress=False,
-)
+results = train_models(models, out_dir=out_dir, dataset=dataset,
+                       data_root=data_root, split_seed=split_seed, fractions=fractions,
+                       seed=seed, device=device, progress=False, **recipe)
 
 # %% [markdown]
 # ## Learning curves
@@ -142,7 +124,7 @@ if dataset == "demo":
         iqalib.load_dataset(dataset, data_root),
         fractions=fractions,
         split_seed=split_seed,
-        rounds=rounds,
+        rounds=recipe["rounds"],
     )
 ceilings
 

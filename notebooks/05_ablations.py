@@ -57,14 +57,10 @@ split_seed = 0
 fractions = [0.5, 0.25, 0.25]
 smart_model = "smart_iqa_lite0"
 baseline_model = "hyperiqa_lite0"
-pretrained = True
-rounds = 2
-epochs = 4
-batch_size = 32
-train_patches = 2
-test_patches = 2
-trunk_lr = 1.0e-4
-freeze_backbone = True
+# How the models are trained: the profile's common recipe, this chapter's keys over it
+recipe = {"rounds": 2, "epochs": 4, "batch_size": 32, "train_patches": 2,
+          "test_patches": 2, "trunk_lr": 1.0e-4, "freeze_backbone": True,
+          "pretrained": True}
 n_boot = 1000
 seed_recipe_arm = True  # add (d'): HyperIQA's head trained with the seed's recipe
 
@@ -94,26 +90,10 @@ from iqalib.plots.ablation import format_ablation_table, format_comparisons, plo
 
 # %%
 configs = ablation_configs(
-    out_dir=out_dir,
-    smart_model=smart_model,
-    baseline_model=baseline_model,
-    dataset=dataset,
-    data_root=data_root,
-    pretrained=pretrained,
-    split_seed=split_seed,
-    fractions=fractions,
-    seed=seed,
-    device=device,
-    rounds=rounds,
-    epochs=epochs,
-    batch_size=batch_size,
-    train_patches=train_patches,
-    test_patches=test_patches,
-    trunk_lr=trunk_lr,
-    freeze_backbone=freeze_backbone,
-    progress=False,
-    seed_recipe_arm=seed_recipe_arm,
-)
+    out_dir=out_dir, smart_model=smart_model, baseline_model=baseline_model,
+    seed_recipe_arm=seed_recipe_arm, dataset=dataset, data_root=data_root,
+    split_seed=split_seed, fractions=fractions, seed=seed, device=device, progress=False,
+    **recipe)
 ablation = run_ablation(configs)
 ablation.costs
 

@@ -56,14 +56,10 @@ device = "cpu"
 split_seed = 0
 fractions = [0.5, 0.25, 0.25]
 smart_model = "smart_iqa_lite0"
-pretrained = True
-rounds = 2
-epochs = 4
-batch_size = 32
-train_patches = 2
-test_patches = 2
-trunk_lr = 1.0e-3
-freeze_backbone = True
+# How the models are trained: the profile's common recipe, this chapter's keys over it
+recipe = {"rounds": 2, "epochs": 4, "batch_size": 32, "train_patches": 2,
+          "test_patches": 2, "trunk_lr": 1.0e-3, "freeze_backbone": True,
+          "pretrained": True}
 n_boot = 1000
 losses = ["l1", "mse", "fidelity", "soft_srcc", "ranking", "smooth_l1", "plcc", "l1+rank"]
 loss_options = {}  # per loss, e.g. {"ranking": {"margin": 2.0}}
@@ -115,10 +111,8 @@ options = study.study_loss_options(losses, loss_options, noise)
 print("loss options:", options or "the defaults")
 configs = study.loss_configs(
     losses, out_dir=out_dir, smart_model=smart_model, loss_options=options,
-    dataset=dataset, data_root=data_root, pretrained=pretrained, split_seed=split_seed,
-    fractions=fractions, seed=seed, device=device, rounds=rounds, epochs=epochs,
-    batch_size=batch_size, train_patches=train_patches, test_patches=test_patches,
-    trunk_lr=trunk_lr, freeze_backbone=freeze_backbone, progress=False)
+    dataset=dataset, data_root=data_root, split_seed=split_seed, fractions=fractions,
+    seed=seed, device=device, progress=False, **recipe)
 runs = run_ablation(configs)
 runs.costs
 
@@ -187,7 +181,7 @@ print(claim)
 # %%
 own_noise = noise_table.loc[dataset].to_dict() if dataset in noise_table.index else noise
 study.save_study(out_dir, profile=profile, data_label=data_label, dataset=dataset,
-                 summary=tests, noise=own_noise, rounds=rounds)
+                 summary=tests, noise=own_noise, rounds=recipe["rounds"])
 studies = study.read_studies({profile: out_dir, **other_out_dirs})
 guess = study.noisy_labels_verdict(studies)
 print(guess)

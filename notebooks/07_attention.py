@@ -47,14 +47,10 @@ device = "cpu"
 split_seed = 0
 fractions = [0.5, 0.25, 0.25]
 model = "smart_iqa_lite0"
-pretrained = True
-rounds = 2
-epochs = 4
-batch_size = 32
-train_patches = 2
-test_patches = 2
-trunk_lr = 1.0e-4
-freeze_backbone = True
+# How the models are trained: the profile's common recipe, this chapter's keys over it
+recipe = {"rounds": 2, "epochs": 4, "batch_size": 32, "train_patches": 2,
+          "test_patches": 2, "trunk_lr": 1.0e-4, "freeze_backbone": True,
+          "pretrained": True}
 analysis_round = 0
 analysis_patches = (
     None  # None: the run's own test_patches (then pred reproduces run_pred)
@@ -100,26 +96,9 @@ from iqalib.plots.attention import (
 # finished run is read back, not retrained.
 
 # %%
-config = run_config(
-    model,
-    out_dir=out_dir,
-    dataset=dataset,
-    data_root=data_root,
-    model=model,
-    pretrained=pretrained,
-    split_seed=split_seed,
-    fractions=fractions,
-    seed=seed,
-    device=device,
-    rounds=rounds,
-    epochs=epochs,
-    batch_size=batch_size,
-    train_patches=train_patches,
-    test_patches=test_patches,
-    trunk_lr=trunk_lr,
-    freeze_backbone=freeze_backbone,
-    progress=False,
-)
+config = run_config(model, out_dir=out_dir, model=model, dataset=dataset,
+                    data_root=data_root, split_seed=split_seed, fractions=fractions,
+                    seed=seed, device=device, progress=False, **recipe)
 results = run_or_load(config)
 run_dir = Path(config.run_dir)
 data_label = results["data"]

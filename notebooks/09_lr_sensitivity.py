@@ -36,12 +36,10 @@ fractions = [0.5, 0.25, 0.25]
 run_name = "lr_sweep"
 model = "smart_iqa_lite0"
 trunk_lrs = [1.0e-4, 1.0e-3, 1.0e-2]
-rounds = 1
-epochs = 4
-batch_size = 32
-train_patches = 2
-test_patches = 2
-freeze_backbone = True
+# How the models are trained: the profile's common recipe, this chapter's keys over it
+recipe = {"rounds": 1, "epochs": 4, "batch_size": 32, "train_patches": 2,
+          "test_patches": 2, "trunk_lr": 1.0e-4, "freeze_backbone": True,
+          "pretrained": True}
 
 # %%
 from iqalib import plots
@@ -52,25 +50,11 @@ from iqalib.analysis.words import numbers_say
 from iqalib.experiments import lr_sweep
 
 # %%
-sweep = lr_sweep(
-    run_name,
-    trunk_lrs,
-    out_dir=out_dir,
-    dataset=dataset,
-    data_root=data_root,
-    model=model,
-    split_seed=split_seed,
-    fractions=fractions,
-    seed=seed,
-    device=device,
-    rounds=rounds,
-    epochs=epochs,
-    batch_size=batch_size,
-    train_patches=train_patches,
-    test_patches=test_patches,
-    freeze_backbone=freeze_backbone,
-    progress=False,
-)
+# Each run of the sweep takes one of trunk_lrs in place of the recipe's trunk_lr.
+sweep_recipe = {key: value for key, value in recipe.items() if key != "trunk_lr"}
+sweep = lr_sweep(run_name, trunk_lrs, out_dir=out_dir, model=model, dataset=dataset,
+                 data_root=data_root, split_seed=split_seed, fractions=fractions,
+                 seed=seed, device=device, progress=False, **sweep_recipe)
 rates, rate_label = learning_rate_axis(sweep, out_dir)
 print(f"axis: {rate_label}")
 sweep.assign(rate=rates).groupby("rate")[
@@ -89,4 +73,5 @@ plots.lr_sweep(sweep, rates=rates, label=rate_label);
 
 # %%
 record_claims(out_dir, "09_lr_sensitivity", [lr_claim(sweep, rates)])
-numbers_say(lr_sentences(sweep, rates, rate_label, epochs=epochs))
+numbers_say(
+    lr_sentences(sweep, rates, rate_label, epochs=recipe["epochs"]))

@@ -131,6 +131,9 @@ def rehearsal_profile(*, data_root: Path, out_dir: str = f"runs/book/{PROFILE}",
     profile["common"] = {**profile["common"], "profile": PROFILE, "data_root": str(data_root),
                          "out_dir": out_dir, "device": device}
     for stem, section in profile.items():
+        recipe = (section or {}).get("recipe")
+        if recipe:  # the training recipe: common's, and the keys a chapter varies
+            recipe.update({key: shrunk[key] for key in set(recipe) & set(shrunk)})
         if stem == "common" or not section:
             continue
         for key in set(section) & set(shrunk):

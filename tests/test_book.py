@@ -12,9 +12,10 @@ from pathlib import Path
 import jupytext
 import nbformat
 import pytest
+import yaml
 
-from iqalib.book import (LINE_WIDTH, NOTEBOOKS, NotebookFailed, build_html, execute_notebook, load_profile,
-                         run_book)
+from iqalib.book import (LINE_WIDTH, NOTEBOOKS, RECIPE_KEYS, NotebookFailed, build_html, execute_notebook,
+                         load_profile, merged_parameters, run_book)
 from iqalib.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,6 +89,100 @@ def test_unknown_profile_and_notebook_are_one_line_errors(tmp_path):
         load_profile("nope", ROOT)
     with pytest.raises(ConfigError, match="unknown notebook"):
         run_book("smoke", notebooks=["10_nothing"], build=False, root=copy_book_sources(tmp_path))
+
+
+# ------------------------------------------------------------ the training recipe
+TRAINING_CHAPTERS = ("03_baseline", "04_smart_iqa", "05_ablations", "06_losses", "07_attention",
+                     "09_lr_sensitivity")
+# Each profile's recipe and the keys a chapter varies, as the flat keys of every chapter were
+# before the recipe was stated once: the runs, and so the book's numbers, must not move.
+RECIPES = {
+    "smoke": dict(rounds=1, epochs=1, batch_size=32, train_patches=1, test_patches=1, trunk_lr=1.0e-4,
+                  freeze_backbone=True, pretrained=True),
+    "demo": dict(rounds=3, epochs=8, batch_size=32, train_patches=2, test_patches=4, trunk_lr=3.0e-4,
+                 freeze_backbone=True, pretrained=True),
+    "livec": dict(rounds=10, epochs=6, batch_size=32, train_patches=2, test_patches=10, trunk_lr=1.0e-4,
+                  freeze_backbone=True, pretrained=True),
+    "koniq": dict(rounds=3, epochs=None, batch_size=None, train_patches=None, test_patches=None,
+                  trunk_lr=None, freeze_backbone=False, pretrained=True),
+}
+VARIED = {("demo", "09_lr_sensitivity"): {"rounds": 1}, ("livec", "09_lr_sensitivity"): {"rounds": 3},
+          ("koniq", "09_lr_sensitivity"): {"rounds": 1}}
+TRUNK_LRS = {"smoke": [1.0e-4, 1.0e-3], "demo": [1.0e-4, 3.0e-4, 1.0e-3],
+             "livec": [3.0e-5, 1.0e-4, 3.0e-4, 1.0e-3], "koniq": [1.0e-6, 2.0e-6, 5.0e-6, 1.0e-5]}
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_each_training_chapter_gets_the_profile_recipe_with_its_own_keys_over_it(profile):
+    params = load_profile(profile, ROOT)
+    for stem in NOTEBOOKS:
+        if stem in TRAINING_CHAPTERS:
+            assert params[stem]["recipe"] == {**RECIPES[profile], **VARIED.get((profile, stem), {})}, stem
+        else:
+            assert "recipe" not in params[stem], f"{stem} trains nothing and declares no recipe"
+    assert params["09_lr_sensitivity"]["trunk_lrs"] == TRUNK_LRS[profile]
+    # Stated once: no chapter section repeats a recipe key outside its recipe block.
+    raw = yaml.safe_load((ROOT / "params" / f"{profile}.yaml").read_text())
+    repeated = {stem: sorted(set(raw[stem]) & set(RECIPE_KEYS)) for stem in TRAINING_CHAPTERS}
+    assert repeated == {stem: [] for stem in TRAINING_CHAPTERS}
+
+
+def write_profile(root: Path, text: str) -> Path:
+    path = root / "params" / "trial.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_a_chapter_recipe_overrides_only_its_keys_and_only_for_that_chapter(tmp_path):
+    root = copy_book_sources(tmp_path)
+    write_profile(root, "common:\n  recipe: {rounds: 4, epochs: 6, loss_options: {margin: 1}}\n"
+                        "04_smart_iqa:\n  recipe: {epochs: 2}\n")
+    params = load_profile("trial", root)
+    assert params["04_smart_iqa"]["recipe"] == {"rounds": 4, "epochs": 2, "loss_options": {"margin": 1}}
+    assert params["03_baseline"]["recipe"] == {"rounds": 4, "epochs": 6, "loss_options": {"margin": 1}}
+    assert "recipe" not in params["10_model_size"]
+    # A chapter may state a recipe of its own when common has none.
+    write_profile(root, "07_attention:\n  recipe: {rounds: 2}\n")
+    params = load_profile("trial", root)
+    assert params["07_attention"]["recipe"] == {"rounds": 2} and "recipe" not in params["03_baseline"]
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("04_smart_iqa:\n  recipe: {epohcs: 2}\n",
+     "'epohcs' in the recipe of section '04_smart_iqa' is not a training key (did you mean 'epochs'?)"),
+    ("common:\n  recipe: {rounds: 2, colour: red}\n",
+     "'colour' in the recipe of section 'common' is not a training key; recipe keys: batch_size, "),
+    ("common:\n  recipe: {seed: 1}\n", "'seed' in the recipe of section 'common' is not a training key"),
+    ("common:\n  recipe: [rounds, 2]\n", "'recipe' in section 'common' must map training keys to values"),
+    ("03_baseline:\n  epochs: 2\n",  # the layout before the recipe
+     "'epochs' in section '03_baseline' is a training key: set it in the section's recipe: block"),
+    ("10_model_size:\n  recipe: {rounds: 2}\n",
+     "'recipe' in section '10_model_size' is not a parameter of notebooks/10_model_size.py"),
+])
+def test_a_bad_recipe_is_one_line_naming_the_file_the_section_and_the_key(tmp_path, text, fragment):
+    root = copy_book_sources(tmp_path)
+    path = write_profile(root, text)
+    with pytest.raises(ConfigError) as caught:
+        load_profile("trial", root)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: ") and fragment in message and "\n" not in message
+
+
+def test_the_recipe_shows_as_one_block_of_the_parameters(tmp_path):
+    from papermill.translators import PythonTranslator
+
+    params = load_profile("demo", ROOT)["05_ablations"]
+    defaults = parameters_cell(jupytext.read(ROOT / "notebooks" / "05_ablations.py"))[0].source
+    lines = merged_parameters(defaults, PythonTranslator.codify(params))
+    start = next(i for i, line in enumerate(lines) if line.startswith("recipe = {"))
+    end = next(i for i in range(start, len(lines)) if lines[i].rstrip().endswith("}"))
+    block = "\n".join(lines[start:end + 1])
+    assert lines[start - 1].startswith("# How the models are trained")  # the default's comment kept
+    assert max(map(len, lines)) <= LINE_WIDTH and end > start  # wrapped to the page
+    values = {}
+    exec(block, {}, values)
+    assert values["recipe"] == params["recipe"]
+    assert sum(line.lstrip().startswith("recipe") for line in lines) == 1
 
 
 # ------------------------------------------------------ the smoke book, once

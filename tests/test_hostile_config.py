@@ -383,7 +383,7 @@ def test_notebook_names_stay_inside_notebooks(capsys, sandbox, book_tree):
 
 
 def profile_cases():
-    stem = first_notebook_with("epochs")
+    stem = first_notebook_with("recipe")
     yield "list", "- common\n- 01_data\n", "a book profile is a mapping of sections"
     yield "section-list", "common: [1, 2]\n", "section 'common' must map parameter names to values, not be a list"
     yield "section-scalar", f"{NOTEBOOKS[0]}: 3\n", f"section '{NOTEBOOKS[0]}' must map parameter names to values"
@@ -392,8 +392,10 @@ def profile_cases():
     yield "dup-key", "common:\n  seed: 0\n  seed: 1\n", "duplicate key 'common.seed' (lines 2 and 3)"
     yield "bomb", billion_laughs().replace("model:\n  options:\n    bomb:", "common:\n  bomb:"), "YAML aliases"
     yield "unknown-section", "comon: {seed: 0}\n", "unknown section(s) ['comon'] (did you mean 'common'?)"
-    yield "unknown-param", f"{stem}:\n  epohcs: 1\n", (f"'epohcs' in section '{stem}' is not a parameter of "
-                                                       f"notebooks/{stem}.py (did you mean 'epochs'?)")
+    yield "unknown-param", f"{stem}:\n  recipes: {{}}\n", (f"'recipes' in section '{stem}' is not a parameter of "
+                                                            f"notebooks/{stem}.py (did you mean 'recipe'?)")
+    yield "unknown-recipe-key", f"{stem}:\n  recipe: {{epohcs: 1}}\n", (
+        f"'epohcs' in the recipe of section '{stem}' is not a training key (did you mean 'epochs'?)")
     yield "unknown-common", "common:\n  devcie: cpu\n", "'devcie' in section 'common' is not a parameter of"
     yield "bad-name", f"{NOTEBOOKS[0]}:\n  a b: 1\n", f"'a b' in section '{NOTEBOOKS[0]}' is not a parameter name"
     yield "huge", b"common: {}\n" + b"#" * (2 * MAX_YAML_BYTES) + b"\n", "bytes is too large for a book profile"
