@@ -334,7 +334,7 @@ def test_rounds_report_the_median_and_share_one_feature_bank(mini_data, tmp_path
         trunk_patches.append(len(x))
         return original_forward(self, x)
 
-    monkeypatch.setattr(features_module, "feature_bank", counting_bank)
+    monkeypatch.setattr(fit_module, "feature_bank", counting_bank)  # where the training loop looks it up
     monkeypatch.setattr(Backbone, "forward", counting_forward)
     result = fit(tiny_config(mini_data, tmp_path, epochs=1, rounds=2))
     assert len(banks) == 1
