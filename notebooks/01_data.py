@@ -22,9 +22,17 @@
 # images are split into training, validation and test parts, and what a low-, a median- and a
 # high-MOS image look like.
 #
+# The default edition's data are **real photographs**: the 627 images of the LIVE In the Wild
+# Image Quality Challenge database {cite}`ghadiyaram2016livec,ghadiyaram2015livecdb` that the
+# release keeps as the phones' original JPEG files. Each was rated by about 175 people; the
+# University of Texas at Austin's notice lets them travel with this book (in
+# `iqalib/data/livec_jpeg/`, byte for byte, with the notice in full). The other 535 LIVE-C
+# images stay outside the repository, an untouched test set for anything trained here.
+#
 # The **demo** set is synthetic: scikit-image photographs distorted at four levels, scored by a
-# full-reference rule (SSIM, {cite}`wang2004ssim`) and simulated raters. It lets the whole book run
-# anywhere in minutes, but its numbers say nothing about real photographs; every figure says so.
+# full-reference rule (SSIM, {cite}`wang2004ssim`) and simulated raters. It appears where a
+# chapter needs what only it has (distortion types, a second data set); its numbers say nothing
+# about real photographs, and every figure that uses it says so.
 
 # %% tags=["parameters"]
 profile = "demo"
@@ -35,12 +43,14 @@ seed = 0
 device = "cpu"
 split_seed = 0
 fractions = [0.5, 0.25, 0.25]
+recipe = {"rounds": 1, "epochs": 1, "train_patches": 1, "test_patches": 1, "freeze_backbone": True}
 other_sets = {}
 
 # %%
 import iqalib
 from iqalib import plots
 from iqalib.analysis.dataset import data_sentences
+from iqalib.analysis.protocol import edition_protocol
 from iqalib.analysis.words import numbers_say
 from iqalib.experiments import available_tables
 
@@ -75,6 +85,14 @@ plots.mos_distribution([table, *others.values()]);
 # %%
 parts = iqalib.split_table(table, seed=split_seed, fractions=tuple(fractions))
 {name: len(part) for name, part in parts.items()}
+
+# %% [markdown]
+# ## This edition's protocol
+# The general protocol (selection on validation, medians over rounds, paired comparisons) is on the
+# {doc}`protocol page <../protocol>`; the numbers of this edition come from its profile and its data:
+
+# %%
+edition_protocol(table, parts, recipe, split_seed=split_seed)
 
 # %% [markdown]
 # ## Examples at low, median and high MOS
