@@ -128,7 +128,8 @@ def _datasets(args) -> int:
 
 
 def _download(args) -> int:
-    from iqalib.data.download import download_dataset, list_downloadable
+    from iqalib.data.download import download_dataset
+    from iqalib.data.sources import list_downloadable
 
     if args.list or not args.name:
         for name, text in list_downloadable().items():
@@ -251,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_bench)
 
     p = sub.add_parser("book", help="execute the notebooks with a profile and build the HTML book")
-    p.add_argument("--profile", default="demo", help="params/<profile>.yaml (smoke, demo, livec, koniq)")
+    p.add_argument("--profile", default="default", help="params/<profile>.yaml (default, smoke, demo, livec, koniq); default: %(default)s")
     p.add_argument("--only", nargs="+", metavar="NOTEBOOK", help="only these notebooks, e.g. 01_data")
     p.add_argument("--no-build", action="store_true", help="execute only; skip jupyter-book build")
     p.set_defaults(func=_book)

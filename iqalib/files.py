@@ -53,6 +53,11 @@ def output_error(path: Path, exc: OSError, *, folder: bool = False, existed: boo
     return error
 
 
+def write_error(path: Path, exc: OSError, *, folder: bool = False) -> OutputError:
+    """:func:`output_error` for the file ``exc`` names (one deep inside ``path``), else for ``path``."""
+    return output_error(Path(exc.filename) if exc.filename else path, exc, folder=folder)
+
+
 def make_folder(path: Path) -> Path:
     """``mkdir -p`` with a one-line :class:`OutputError` when it cannot be created."""
     path = Path(path)

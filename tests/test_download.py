@@ -14,14 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from iqalib.data.download import (
-    SOURCES,
-    DamagedArchiveError,
-    download_dataset,
-    fetch,
-    list_downloadable,
-    unpack,
-)
+from iqalib.data.download import download_dataset
+from iqalib.data.fetch import fetch
+from iqalib.data.sources import SOURCES, list_downloadable
+from iqalib.data.unpack import DamagedArchiveError, unpack
 from iqalib.errors import ConfigError, DownloadError
 
 # Seconds; bounds every request and every server read. No test waits for it to expire (a cut

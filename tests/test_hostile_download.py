@@ -25,8 +25,11 @@ import pytest
 
 from faults_support import cli_error
 from hostile_support import snapshot
-from iqalib.data import download as download_module
-from iqalib.data.download import SOURCES, Archive, DatasetSource, UnsafeArchiveError, unpack
+from iqalib.data import fetch as fetch_module
+from iqalib.data import unpack as unpack_module
+from iqalib.data.download import download_dataset
+from iqalib.data.sources import SOURCES, Archive, DatasetSource
+from iqalib.data.unpack import UnsafeArchiveError, unpack
 from iqalib.errors import DownloadError, OutputError
 # The local file server and its fixtures (server, and the autouse proxy guard) of tests/test_download.py.
 from test_download import _Handler, _no_proxy, server  # noqa: F401
@@ -206,7 +209,7 @@ def test_links_inside_the_archive_are_unpacked_as_copies_never_as_links(server, 
         _file(tf, "set/sub/b.txt", b"beta"), _member(tf, "set/c.txt", tarfile.SYMTYPE, "sub/b.txt"),
         _member(tf, "set/d.txt", tarfile.LNKTYPE, "set/sub/b.txt")))
     root = tmp_path / "data"
-    folder = download_module.download_dataset(hostile_source, root, base_url=f"{server.url}/m", progress=False)
+    folder = download_dataset(hostile_source, root, base_url=f"{server.url}/m", progress=False)
     for name in ("c.txt", "d.txt"):
         assert not (folder / name).is_symlink() and (folder / name).read_bytes() == b"beta"
         assert os.stat(folder / name).st_nlink == 1  # not a hard link either
@@ -252,7 +255,7 @@ class _FullDisk:
 
 def test_a_full_disk_while_fetching_is_one_line(server, tmp_path, capsys, monkeypatch):
     server.files["/m/ChallengeDB_release.zip"] = _zip(lambda zf: None)
-    monkeypatch.setattr(download_module, "open", lambda *a, **k: _FullDisk(open(*a, **k)), raising=False)
+    monkeypatch.setattr(fetch_module, "open", lambda *a, **k: _FullDisk(open(*a, **k)), raising=False)
     root = tmp_path / "data"
     before = snapshot(tmp_path, skip=root)
     cli_error(capsys, _args("livec", root, server), OutputError,
@@ -268,7 +271,7 @@ def _full_disk_for_members(monkeypatch) -> None:
         handle = real(fd, mode, *args, **kwargs)
         return _FullDisk(handle) if mode == "wb" else handle
 
-    monkeypatch.setattr(download_module.os, "fdopen", fdopen)
+    monkeypatch.setattr(unpack_module.os, "fdopen", fdopen)
 
 
 def test_a_full_disk_while_unpacking_keeps_the_previous_files(tmp_path, monkeypatch):
