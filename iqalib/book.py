@@ -421,7 +421,7 @@ def build_html(root: str | Path = ROOT) -> Path:
     return root / "book" / "_build" / "html" / "index.html"
 
 
-def run_book(profile: str = "demo", notebooks=None, build: bool = True, *, root: str | Path = ROOT,
+def run_book(profile: str = "default", notebooks=None, build: bool = True, *, root: str | Path = ROOT,
              log=print) -> Path | None:
     """Execute the book's notebooks under ``profile`` and (``build``) build the HTML book.
 
