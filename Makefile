@@ -1,12 +1,14 @@
-# Front door: `make test` and `make book` do all set-up on a fresh machine.
+# Front door: `make test`, `make test-all` and `make book` do all set-up on a fresh machine.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PROFILE ?= demo
 PYTEST_ARGS ?=
+# The quick tier: every test without a mark of pyproject.toml's [tool.pytest.ini_options] markers.
+FAST   := not slow and not book and not subprocess and not bench and not rehearsal
 
-.PHONY: test rehearse install bench book lab clean-venv
+.PHONY: test test-all rehearse install bench book lab clean-venv
 
 # Reinstall only when the dependency list changes: a second `make test` is quick.
 $(STAMP): pyproject.toml
@@ -16,13 +18,18 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# After every change, and to check an install: every module, quick tests only (minutes).
 test: $(STAMP)
+	$(PY) -m pytest -m "$(FAST)" $(PYTEST_ARGS)
+
+# Everything (what CI runs): also the smoke book, subprocess/signal/torchrun tests, benchmarks and
+# the koniq rehearsal. PYTEST_ARGS='-m "not rehearsal"' leaves the rehearsal out.
+test-all: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# The koniq (GPU) edition rehearsed on the CPU against a stand-in KonIQ-10k: every chapter (about
-# 20 minutes on 2 cores). `make test` runs it too; IQALIB_REHEARSAL=0 make test skips it.
+# The koniq (GPU) edition rehearsed on the CPU against a stand-in KonIQ-10k: every chapter.
 rehearse: $(STAMP)
-	IQALIB_REHEARSAL=1 $(PY) -m pytest tests/test_koniq_rehearsal.py $(PYTEST_ARGS)
+	$(PY) -m pytest tests/test_koniq_rehearsal.py $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) -m iqalib.cli bench

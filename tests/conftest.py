@@ -27,6 +27,20 @@ def shared_datasets_dir() -> Path:
 os.environ.setdefault("IQALIB_CPU_PRECISION", "fp32")
 
 
+# Fixtures that cost minutes: a test that uses one gets its mark even where the decorator was
+# forgotten, so `make test` (the tests with none of pyproject's markers) never pays for them.
+COSTLY_FIXTURES = {"smoke_book": "book", "tiny_book": "book", "rehearsal": "rehearsal",
+                   "koniq_standin": "slow", "torchrun_run": "subprocess", "fine_tuned": "subprocess"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for fixture, mark in COSTLY_FIXTURES.items():
+            if fixture in getattr(item, "fixturenames", ()) and item.get_closest_marker(mark) is None:
+                item.add_marker(getattr(pytest.mark, mark))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def session_cache(tmp_path_factory) -> Path:
     """``$IQALIB_CACHE`` for the whole session: nothing lands in ``~/.cache``, and

@@ -146,6 +146,7 @@ def test_cli_missing_and_broken_config_files(tmp_path, capsys):
               "check indentation and colons")
 
 
+@pytest.mark.subprocess
 def test_a_real_process_prints_one_line_and_a_traceback_only_with_debug(cfg):
     plain = run_cli(["train", str(cfg), "train.epohcs=3"])
     assert plain.returncode == 2 and "Traceback" not in plain.stderr

@@ -44,6 +44,7 @@ def results(tmp_path_factory):
     }
 
 
+@pytest.mark.bench
 def test_precision_trains_bf16_only_where_the_probe_finds_it_faster(results):
     folder, r = results
     p = r["precision"]
@@ -72,6 +73,7 @@ def test_precision_trains_bf16_only_where_the_probe_finds_it_faster(results):
     assert list(table.index) == ["fp32", "bf16", "fp32_1thread"] and table.loc["fp32", "rounds"] == 1
 
 
+@pytest.mark.bench
 def test_head_training_measures_both_sides_and_projects_livec(results):
     _, r = results
     m = r["head_training"]["models"]["smart_iqa_lite0"]
@@ -86,6 +88,7 @@ def test_head_training_measures_both_sides_and_projects_livec(results):
     assert 0 < m["head_fraction_of_matmul"]
 
 
+@pytest.mark.bench
 def test_scoring_streams_and_agrees_with_one_image_at_a_time(results):
     _, r = results
     s = r["scoring"]
@@ -98,6 +101,7 @@ def test_scoring_streams_and_agrees_with_one_image_at_a_time(results):
     assert isinstance(s["consistent"], bool)
 
 
+@pytest.mark.bench
 def test_gpu_script_runs_on_cpu_and_projects_a_koniq_epoch(results):
     _, r = results
     g = r["gpu_step"]
@@ -107,6 +111,7 @@ def test_gpu_script_runs_on_cpu_and_projects_a_koniq_epoch(results):
     assert g["projection"]["koniq_epoch_minutes"] == pytest.approx(7058 * 20 / rate / 60, rel=0.06)
 
 
+@pytest.mark.bench
 def test_performance_tables_read_the_scripts_json(results):
     folder, _ = results
     head = perf.head_training_table(folder)
@@ -147,6 +152,7 @@ def test_run_time_table_sums_each_runs_rounds(tmp_path):
     assert table.loc["all runs", "training minutes"] == pytest.approx(3.5)
 
 
+@pytest.mark.bench
 def test_benchmark_report_names_the_machine_or_says_not_run(results, capsys):
     folder, _ = results
     assert isinstance(perf.benchmark_report(folder, "scoring"), pd.DataFrame)

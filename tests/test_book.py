@@ -197,6 +197,7 @@ def executed(root: Path, stem: str):
     return nbformat.read(root / "book" / "executed" / f"{stem}.ipynb", as_version=4)
 
 
+@pytest.mark.book
 @pytest.mark.parametrize("stem", NOTEBOOKS)
 def test_smoke_notebook_executes_and_shows_its_figures(smoke_book, stem):
     nb = executed(smoke_book, stem)
@@ -212,6 +213,7 @@ def test_smoke_notebook_executes_and_shows_its_figures(smoke_book, stem):
     assert len(injected) == 1 and "profile = \"smoke\"" in injected[0].source
 
 
+@pytest.mark.book
 def test_smoke_book_marks_its_profile_and_its_runs(smoke_book):
     assert (smoke_book / "book" / "executed" / "PROFILE").read_text().strip() == "smoke"
     summary = executed(smoke_book, "11_summary")
@@ -224,6 +226,7 @@ def test_smoke_book_marks_its_profile_and_its_runs(smoke_book):
     assert "demo (synthetic)" in text
 
 
+@pytest.mark.book
 def test_smoke_book_builds_html(smoke_book):
     index = build_html(smoke_book)
     html = index.parent
@@ -258,6 +261,7 @@ def shown_code(nb) -> list:
             and not {"remove-cell", "remove-input"} & set(c.metadata.get("tags", []))]
 
 
+@pytest.mark.book
 @pytest.mark.parametrize("stem", NOTEBOOKS)
 def test_smoke_pages_show_no_warning_traceback_or_path_of_the_building_machine(smoke_book, stem):
     nb = executed(smoke_book, stem)
@@ -270,6 +274,7 @@ def test_smoke_pages_show_no_warning_traceback_or_path_of_the_building_machine(s
             assert not shown, f"{stem}, cell {index} shows {shown}: {text[:600]}"
 
 
+@pytest.mark.book
 @pytest.mark.parametrize("stem", NOTEBOOKS)
 def test_smoke_pages_show_the_parameters_once_with_the_values_run(smoke_book, stem):
     nb = executed(smoke_book, stem)
@@ -310,6 +315,7 @@ pd.DataFrame({"srcc": [0.912345678, 9.41e-06], "lr": [3e-05, 1e-3]})
 """
 
 
+@pytest.mark.book
 def test_book_prints_one_line_per_chapter_and_its_pages_show_rounded_numbers(tmp_path, capfd):
     root = tmp_path
     (root / "notebooks").mkdir()
@@ -329,6 +335,7 @@ def test_book_prints_one_line_per_chapter_and_its_pages_show_rounded_numbers(tmp
     assert not any(TRACE.search(output_text(o)) for c in nb.cells for o in c.get("outputs", []))
 
 
+@pytest.mark.book
 def test_changing_profile_clears_executed_notebooks(tmp_path):
     root = copy_book_sources(tmp_path)
     stale = root / "book" / "executed" / "04_smart_iqa.ipynb"
@@ -341,6 +348,7 @@ def test_changing_profile_clears_executed_notebooks(tmp_path):
     assert (stale.parent / "11_summary.ipynb").is_file()
 
 
+@pytest.mark.book
 def test_failing_cell_stops_with_notebook_and_cell_named(tmp_path):
     root = copy_book_sources(tmp_path)
     (root / "notebooks" / "99_broken.py").write_text(
@@ -396,6 +404,7 @@ def test_runs_table_reads_medians_and_settings_from_run_files(tmp_path):
     assert runs_table(None).empty and list(runs_table(None).columns) == list(runs_table(tmp_path).columns)
 
 
+@pytest.mark.book
 def test_missing_sets_are_listed_not_fatal(smoke_book, tmp_path):
     from iqalib.experiments import available_tables, cross_dataset_matrix, load_results
 

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+pytestmark = pytest.mark.book  # every test reads one jupyter-book build (a subprocess, seconds)
+
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = r"""# Offline math
 

@@ -166,6 +166,7 @@ def torchrun_run(sequential, mini_data, tmp_path_factory) -> dict:
     return {"dir": folder / "runs" / "run", "launch": launch}
 
 
+@pytest.mark.subprocess
 def test_torchrun_matches_one_process_within_the_measured_tolerance(torchrun_run, sequential):
     for r, reference in enumerate(sequential["round_results"]):
         folder = torchrun_run["dir"] / f"round_{r}"
@@ -184,6 +185,7 @@ def test_torchrun_matches_one_process_within_the_measured_tolerance(torchrun_run
         assert [row["train_patches"] for row in result["history"]] == [60, 60, 60]  # summed over ranks
 
 
+@pytest.mark.subprocess
 def test_torchrun_writes_one_set_of_files_and_scores_each_test_image_once(torchrun_run, mini_data):
     run = torchrun_run["dir"]
     assert sorted(p.name for p in run.iterdir()) == ["round_0", "round_1", "summary.json"]
@@ -201,6 +203,7 @@ def test_torchrun_writes_one_set_of_files_and_scores_each_test_image_once(torchr
     assert torchrun_run["launch"].stdout.count("results: ") == 1  # only rank 0 prints
 
 
+@pytest.mark.subprocess
 def test_torchrun_checkpoints_load_in_one_process(torchrun_run):
     folder = torchrun_run["dir"] / "round_0"
     last = load_checkpoint(folder / "last.pt", model_name="smart_iqa_lite0")
@@ -223,6 +226,7 @@ def fine_tuned(mini_data, tmp_path_factory) -> dict:
     return {"dir": folder / "runs" / "run" / "round_0", "first_history": first["round_results"][0]["history"]}
 
 
+@pytest.mark.subprocess
 def test_torchrun_resume_continues_from_last_pt(fine_tuned):
     resumed = json.loads((fine_tuned["dir"] / "results.json").read_text())["history"]
     # Every rank loaded last.pt (written by one process): epoch 1 kept, only epoch 2 trained.
@@ -231,6 +235,7 @@ def test_torchrun_resume_continues_from_last_pt(fine_tuned):
     assert load_checkpoint(fine_tuned["dir"] / "last.pt")["epoch"] == 1
 
 
+@pytest.mark.subprocess
 def test_torchrun_fine_tuning_scores_with_one_model_on_every_rank(fine_tuned):
     from iqalib.engine.score import evaluate_split
 
@@ -266,6 +271,7 @@ def test_parse_devices():
         parse_devices("0", 2)
 
 
+@pytest.mark.subprocess
 def test_rounds_in_two_jobs_equal_the_sequential_rounds(sequential, mini_data, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the workers' arithmetic is this process's
     path = write_yaml(tiny_config(mini_data, tmp_path / "runs"), tmp_path / "run.yaml")
@@ -280,6 +286,7 @@ def test_rounds_in_two_jobs_equal_the_sequential_rounds(sequential, mini_data, t
     assert summary["test_per_round"] == sequential["test_per_round"]
 
 
+@pytest.mark.subprocess
 def test_run_many_reads_back_finished_runs_and_names_failed_ones(sequential, tmp_path, monkeypatch):
     from iqalib.config import from_dict
     from iqalib.engine import parallel

@@ -138,6 +138,7 @@ def crash_at(epoch_index: int):
     return train_one_epoch
 
 
+@pytest.mark.slow
 def test_resume_after_a_crash_equals_the_uninterrupted_run_frozen(trained, mini_data, tmp_path, monkeypatch):
     config = tiny_config(mini_data, tmp_path)
     with monkeypatch.context() as mp:
@@ -151,6 +152,7 @@ def test_resume_after_a_crash_equals_the_uninterrupted_run_frozen(trained, mini_
     assert resumed["best_epoch"] == trained["round"]["best_epoch"]
 
 
+@pytest.mark.slow
 def test_resume_after_a_crash_equals_the_uninterrupted_run_full_fine_tuning(mini_data, tmp_path, monkeypatch):
     # HyperIQA's own recipe (Adam, step schedule) with the trunk learning too.
     settings = dict(model="hyperiqa_lite0", epochs=2, train_patches=1, test_patches=1, trunk_lr=1e-4,
@@ -171,6 +173,7 @@ def test_resume_after_a_crash_equals_the_uninterrupted_run_full_fine_tuning(mini
     assert not torch.equal(first[name], fresh[name])
 
 
+@pytest.mark.subprocess
 def test_sigkill_mid_run_then_resume_equals_the_uninterrupted_run(trained, tmp_path):
     """A real ``kill -9`` of ``iqalib train`` after its first checkpoint, then ``--resume``."""
     config = dict(trained["config"], out_dir=str(tmp_path))
@@ -416,6 +419,7 @@ def test_rater_std_reaches_a_loss_that_takes_it_and_only_where_every_image_has_o
     assert fit_module._rater_std(SimpleNamespace(rater_std=None), torch.tensor([0]), torch.device("cpu")) is None
 
 
+@pytest.mark.slow
 def test_fidelity_trains_with_each_training_image_s_rater_std(mini_data, tmp_path, monkeypatch):
     seen = []
     original = fit_module.train_one_epoch

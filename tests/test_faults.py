@@ -97,6 +97,7 @@ def test_a_second_ctrl_c_stops_the_write_and_keeps_the_previous_file(tmp_path, p
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+@pytest.mark.subprocess
 def test_sigint_saves_exits_130_with_the_resume_command_and_resume_finishes(tiny_set, tmp_path):
     """A real Ctrl-C (SIGINT) to ``iqalib train`` after its first epoch wrote last.pt."""
     epochs = 3
@@ -234,6 +235,7 @@ def test_a_full_disk_mid_write_keeps_the_previous_file_and_says_free_space(run_c
     assert_intact(round_dir, before, name)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to map a descriptor to its file")
 def test_a_full_disk_through_the_cli_is_one_line(run_copy, monkeypatch, capsys, tmp_path):
     config, round_dir, before = run_copy
@@ -350,6 +352,7 @@ def tiny_book(tmp_path) -> Path:
     return root
 
 
+@pytest.mark.book
 def test_a_failing_notebook_exits_non_zero_naming_it_and_no_book_is_published(tiny_book, monkeypatch, capsys):
     monkeypatch.setattr(book_module, "run_book", functools.partial(book_module.run_book, root=tiny_book))
     built = []

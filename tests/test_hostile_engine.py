@@ -100,6 +100,7 @@ def leftovers(run: Path) -> list[str]:
 
 
 # ================================================================ SIGTERM
+@pytest.mark.subprocess
 def test_sigterm_saves_exits_143_with_the_resume_command_leaves_no_temporary_file_and_resume_finishes(
         tiny_set, tmp_path):
     epochs = 15
@@ -223,6 +224,7 @@ def test_any_exception_during_a_write_deletes_the_temporary_file(tmp_path, excep
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
 
 
+@pytest.mark.subprocess
 def test_sigterm_outside_training_still_ends_the_process_but_only_after_the_write(tmp_path):
     """Where SIGTERM keeps its default action (any command but train), a write still completes first."""
     path = tmp_path / "scores.csv"
@@ -242,6 +244,7 @@ def test_sigterm_outside_training_still_ends_the_process_but_only_after_the_writ
 
 
 # ========================================================= two processes
+@pytest.mark.subprocess
 def test_a_second_train_into_a_busy_folder_is_refused_and_the_first_is_unaffected(tiny_set, tmp_path, capsys):
     # Many epochs at a constant rate: the first process is still training when the second starts.
     cfg = write_yaml(tmp_path / "run.yaml", tiny_config(tiny_set, tmp_path / "runs", epochs=10_000,
@@ -320,6 +323,7 @@ def test_the_lock_is_released_on_every_exit_and_reentrant_in_one_process(tmp_pat
     assert not (tmp_path / "run").exists()  # a folder made only for the lock goes with it
 
 
+@pytest.mark.subprocess
 def test_jobs_workers_train_under_their_parents_lock_and_sigterm_reaches_them(tiny_set, tmp_path):
     cfg = write_yaml(tmp_path / "run.yaml", tiny_config(tiny_set, tmp_path / "runs", rounds=2, epochs=10_000,
                                                         schedule="constant"))

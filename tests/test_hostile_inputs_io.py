@@ -280,6 +280,7 @@ def _odd_folder(folder: Path) -> dict[str, str]:
     return expected
 
 
+@pytest.mark.slow
 def test_a_hostile_photo_folder_is_scored_with_a_reason_per_skipped_file(checkpoint, tmp_path):
     folder = tmp_path / "photos"
     expected = _odd_folder(folder)

@@ -57,7 +57,8 @@ def test_every_registered_model_is_covered():
     assert {"hyperiqa_resnet50", "smart_iqa_tiny", "smart_iqa_small", "smart_iqa_base"} <= set(HUB_MODELS)
 
 
-@pytest.mark.parametrize("model_name", list_models())
+@pytest.mark.parametrize("model_name", [pytest.param(m, marks=pytest.mark.slow)
+                                        if m in ("smart_iqa_base", "smart_iqa_small") else m for m in list_models()])
 def test_timm_state_dict_file_loads_into_every_trunk(model_name, weight_files):
     pth, safe, state = weight_files(trunk_name(model_name))
     for path in (pth, str(safe)):  # a Path and a str, as a config gives it

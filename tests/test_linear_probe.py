@@ -104,6 +104,7 @@ def head_and_probe(probe_config):
     return {"head": head, "probe": probe, "new_banks": set((cache_root() / "features").glob("*.pt")) - banks}
 
 
+@pytest.mark.slow
 def test_probe_reads_the_heads_feature_bank_and_runs_their_protocol(head_and_probe, probe_config):
     probe, head = head_and_probe["probe"], head_and_probe["head"]
     assert head_and_probe["new_banks"] == set()  # no trunk pass of its own
@@ -129,6 +130,7 @@ def test_probe_reads_the_heads_feature_bank_and_runs_their_protocol(head_and_pro
     assert probe["median_test_srcc"] == pytest.approx(np.median([r["test"]["srcc"] for r in probe["round_results"]]))
 
 
+@pytest.mark.slow
 def test_probe_is_read_back_then_recomputed_when_asked_or_changed(head_and_probe, probe_config, monkeypatch):
     import dataclasses
 
@@ -152,6 +154,7 @@ def test_probe_is_read_back_then_recomputed_when_asked_or_changed(head_and_probe
     assert one["test_per_round"][0] == head_and_probe["probe"]["test_per_round"][0]
 
 
+@pytest.mark.slow
 def test_a_fine_tuned_trunk_gets_the_same_probe_from_one_trunk_pass(head_and_probe, probe_config):
     """Without a bank (the trunk fine-tunes), the probe reads the pretrained trunk on the same crops."""
     import dataclasses

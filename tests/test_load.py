@@ -35,6 +35,7 @@ def bench():
     return module
 
 
+@pytest.mark.slow
 def test_score_peak_memory_does_not_grow_with_the_number_of_images(bench, tmp_path):
     checkpoint = bench.make_checkpoint(tmp_path / "untrained.pt", patch_size=64)
     # Two crops per image: both runs fill whole 64-crop batches, so the model's activations

@@ -13,6 +13,9 @@ from iqalib.models.backbones import _source_key
 
 ALL_MODELS = ["hyperiqa_lite0", "hyperiqa_resnet50", "smart_iqa_base", "smart_iqa_lite0",
               "smart_iqa_small", "smart_iqa_tiny"]
+# Swin-S and Swin-B take seconds each to build and run: `make test-all` covers them (marker slow).
+MODEL_CASES = [pytest.param(n, marks=pytest.mark.slow) if n in ("smart_iqa_base", "smart_iqa_small") else n
+               for n in ALL_MODELS]
 
 # Parameter counts of the torchvision/timm ImageNet classifiers, as published.
 CLASSIFIER_PARAMS = {
@@ -109,7 +112,7 @@ def test_unknown_model_or_option_is_one_line_config_error():
 
 # ---------------------------------------------------------------- every model
 
-@pytest.mark.parametrize("name", ALL_MODELS)
+@pytest.mark.parametrize("name", MODEL_CASES)
 def test_every_model_builds_and_scores_a_batch(built, patches, name):
     model = built(name)
     with torch.no_grad():
@@ -125,7 +128,7 @@ def test_every_model_builds_and_scores_a_batch(built, patches, name):
     assert len(model.mean) == len(model.std) == 3
 
 
-@pytest.mark.parametrize("name", ALL_MODELS)
+@pytest.mark.parametrize("name", MODEL_CASES)
 def test_parameter_count_equals_the_hand_derivation(built, name):
     backbone, channels, conv1_widths, multiscale, attention = SIZES[name]
     model = built(name)
@@ -157,6 +160,7 @@ def test_ablation_switches_change_conv1_input():
     assert last_stage.model_options["attention"] is False
 
 
+@pytest.mark.slow
 def test_switched_variants_score_a_batch(patches):
     torch.manual_seed(0)
     for options in (dict(attention=False), dict(multiscale=False)):
@@ -257,6 +261,7 @@ def test_attention_starts_near_uniform():
 
 # ---------------------------------------------------------------- precision and layout
 
+@pytest.mark.slow
 def test_channels_last_and_bf16_autocast(built, patches):
     for name in ("smart_iqa_tiny", "hyperiqa_lite0"):  # NHWC trunk (Swin) and NCHW trunk
         model = built(name)

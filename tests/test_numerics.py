@@ -23,6 +23,7 @@ def _state(module="iqalib.models", before="pass", env=None) -> subprocess.Comple
                           env={**os.environ, **(env or {})})
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("module", ["iqalib.models", "iqalib.engine"])
 def test_importing_iqalib_flushes_subnormals_in_every_thread(module):
     done = _state(module, env={"IQALIB_DENORMALS": ""})
@@ -30,12 +31,14 @@ def test_importing_iqalib_flushes_subnormals_in_every_thread(module):
     assert done.stdout.strip() == "flushed"
 
 
+@pytest.mark.subprocess
 def test_keep_leaves_ieee_subnormals():
     done = _state(env={"IQALIB_DENORMALS": "keep"})
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "kept"
 
 
+@pytest.mark.subprocess
 def test_workers_started_before_the_import_are_reported():
     # A parallel product starts torch's second thread before iqalib sets the bits on the main one.
     done = _state(before="torch.ones(1 << 20).mul(2.0).sum()", env={"IQALIB_DENORMALS": "flush"})
@@ -43,6 +46,7 @@ def test_workers_started_before_the_import_are_reported():
     assert done.stdout.strip() == "main thread only"
 
 
+@pytest.mark.subprocess
 def test_a_bad_setting_is_one_clear_error():
     done = _state(env={"IQALIB_DENORMALS": "sometimes"})
     assert done.returncode != 0

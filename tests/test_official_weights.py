@@ -82,7 +82,8 @@ def official_format(name: str) -> str:
     return "hyperiqa" if name.startswith("hyperiqa") else "smart_iqa"
 
 
-@pytest.mark.parametrize("name", GOLDEN_MODELS)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "smart_iqa_base" else n
+                                  for n in GOLDEN_MODELS])
 def test_the_fill_rule_reproduces_the_tensor_checks(golden, name):
     entry = golden["models"][name]
     state = fill_by_rule(entry)
@@ -99,6 +100,7 @@ def _stats(t: torch.Tensor) -> tuple[float, float]:
     return t.mean().item(), t.std().item()
 
 
+@pytest.mark.slow  # test_import_writes_a_checkpoint_that_scores is the quick check of the same path
 @pytest.mark.parametrize("name", GOLDEN_MODELS)
 def test_imported_official_weights_score_as_the_original_code(golden, name, tmp_path):
     entry = golden["models"][name]

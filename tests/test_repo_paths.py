@@ -118,7 +118,8 @@ def test_every_book_page_is_in_the_table_of_contents():
     assert sorted(pages - listed) == []
 
 
-@pytest.mark.parametrize("config", sorted(p.name for p in (ROOT / "params" / "runs").glob("*.yaml")))
+@pytest.mark.parametrize("config", [pytest.param(c, marks=pytest.mark.slow) if c == "koniq.yaml" else c  # Swin-B
+                                    for c in sorted(p.name for p in (ROOT / "params" / "runs").glob("*.yaml"))])
 def test_run_configurations_load(config):
     from iqalib.config import load_config, resolve_train
     from iqalib.models import create_model

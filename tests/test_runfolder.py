@@ -63,7 +63,7 @@ def test_editing_an_analysis_or_a_plot_keeps_the_finished_run(sources, tmp_path,
     assert again["median_test_srcc"] == first["median_test_srcc"]
 
 
-@pytest.mark.parametrize("edited", ["engine/fit.py", "models/hyperiqa.py"])
+@pytest.mark.parametrize("edited", ["engine/fit.py", pytest.param("models/hyperiqa.py", marks=pytest.mark.slow)])
 def test_editing_the_training_loop_or_a_model_retrains(edited, sources, tmp_path, capsys):
     config = from_dict(tiny_config(write_tiny_set(tmp_path / "set"), tmp_path / "runs"))
     first = run_or_load(config)
@@ -79,6 +79,7 @@ def test_editing_the_training_loop_or_a_model_retrains(edited, sources, tmp_path
     assert again["code"] == now
 
 
+@pytest.mark.slow
 def test_a_changed_image_retrains_and_an_unchanged_set_is_read_back(tmp_path, monkeypatch, capsys):
     root = write_tiny_set(tmp_path / "set")
     config = from_dict(tiny_config(root, tmp_path / "runs"))
