@@ -64,7 +64,7 @@ torch.manual_seed(seed);
 # LIVE-C photograph where the data is on this machine), and their central 224x224
 # patches.
 
-# %%
+# %% mystnb={"image": {"alt": "The central 224x224 patches of the lowest- and the highest-rated example image, titled with their data set, image and MOS"}}
 candidates = [*image_sets.items(), (dataset, data_root), ("demo", None)]
 chosen, images, skipped = example_images(candidates)
 for line in skipped:
@@ -106,10 +106,16 @@ hyper = baseline.conv1(pooled[-1])
 [tuple(v.shape) for v in lda], tuple(target_input.shape), tuple(hyper.shape)
 
 # %% [markdown]
-# **Weights from the hyper map.** A 3x3 convolution on the 112x7x7 map gives 512
-# channels of 7x7, that is 25,088 = 112 x 224 numbers: FC1's weight matrix, *one per
-# image*. Its bias comes from a linear layer on the map's global average. FC2..FC4 are
-# made the same way; FC5's weights and bias come from linear layers.
+# **Weights from the hyper map.** A 3x3 convolution $U_1$ on the 112x7x7 map $H$ gives
+# 512 channels of 7x7, that is 25,088 = 112 x 224 numbers: FC1's weight matrix, *one per
+# image*. Its bias comes from a linear layer $B_1$ on the map's global average $\bar H$:
+#
+# $$
+# W_1 = \operatorname{reshape}_{112 \times 224}\big(U_1 * H\big), \qquad b_1 = B_1(\bar H).
+# $$
+#
+# FC2..FC4 are made the same way; FC5's weights and bias come from linear layers on
+# $\bar H$ ([chapter 3](03_baseline.ipynb) writes the whole model out in these symbols).
 
 # %%
 fc1_weight = baseline.weight_generators[0](hyper).reshape(len(x), 112, 224)
@@ -132,9 +138,15 @@ generated_layers_table(steps)
 
 # %% [markdown]
 # ## The target network, from scratch
-# Five layers, `sigmoid(W x + b)` for FC1..FC4 and `W x + b` for FC5, with the generated
-# weights of each image. Written out in a few lines of plain torch, it must give the
-# library's score:
+# Five layers with the generated weights of each image, a sigmoid
+# $\sigma(z) = 1 / (1 + e^{-z})$ after the first four, starting from the LDA vector $v$:
+#
+# $$
+# h_0 = v, \qquad h_l = \sigma\big(W_l h_{l-1} + b_l\big) \quad (l = 1, \dots, 4), \qquad
+# q = W_5 h_4 + b_5 .
+# $$
+#
+# Written out in a few lines of plain torch, it must give the library's score:
 
 
 # %%
@@ -165,7 +177,7 @@ print("scores by hand:", by_hand.numpy().round(4), " model(x):", library.numpy()
 # per row: first with the random head, then, where chapter 3 has finished a run with
 # this profile, with its trained round-0 model.
 
-# %%
+# %% mystnb={"image": {"alt": "Heat maps of the generated FC1 weight matrices (112 outputs by 224 inputs) of the two images and their difference, for the random head and, where chapter 3 has run, the trained head"}}
 weights = {"the random head": (steps["fc1_weight"][0], steps["fc1_weight"][1])}
 trained = finished_round_model(out_dir, baseline_model)
 if trained is None:
@@ -200,16 +212,22 @@ steps_table(smart_steps, smart).loc[[
     "grid1", "grid2", "grid3", "grid4", "context", "attention_hidden", "attention_logits",
     "attention_weights", "hyper_input", "hyper"]]
 
-# %%
+# %% mystnb={"image": {"alt": "The four trunk stages of the first image pooled to 7x7 and averaged over channels, each titled with its attention weight"}}
 plot_stage_maps([smart_steps[f"grid{k}"] for k in range(1, 5)],
                 smart_steps["attention_weights"],
                 f"{names[0]}: stages pooled to 7x7 (channel mean), random head");
 
 # %% [markdown]
 # The weighted fusion, checked by hand: stage *k*'s block of channels in the hyper
-# network's input is that stage's 7x7 map times its weight.
+# network's input is that stage's 7x7 map $G_k$ times its weight $a_k$ (the softmax of the
+# MLP's logits $e$; [chapter 4](04_smart_iqa.ipynb) writes the attention out):
+#
+# $$
+# a_k = \frac{\exp(e_k)}{\sum_{j=1}^{4} \exp(e_j)}, \qquad
+# G = \big[a_1 G_1;\ a_2 G_2;\ a_3 G_3;\ a_4 G_4\big].
+# $$
 
-# %%
+# %% mystnb={"image": {"alt": "Bars of the four stage-attention weights of each image against the uniform 1/4 (dashed), for the random head and, where chapter 4 has run, the trained head"}}
 w = smart_steps["attention_weights"]
 fused = torch.cat([smart_steps[f"grid{k + 1}"] * w[:, k, None, None, None]
                    for k in range(4)], dim=1)

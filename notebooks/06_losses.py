@@ -31,20 +31,6 @@
 # | `soft_srcc` | 1 - Pearson(soft ranks of the scores, MOS ranks) | order only |
 # | `plcc` | 1 - Pearson(scores, MOS) over the batch | up to an affine map |
 # | `l1+rank` | `l1 + alpha * ranking` (the seed solver's option) | MOS scale |
-#
-# Pairs are the pairs of patches in a training batch. The ranking hinge is
-# `max(0, margin - sign(t_i - t_j) (p_i - p_j))` (margin 1 MOS unit). The fidelity loss
-# {cite}`tsai2007frank` compares the share of raters who prefer image i to j,
-# `p* = Phi((t_i - t_j) / s)`, with the model's `p = Phi((p_i - p_j) / s)`:
-# `1 - sqrt(p* p) - sqrt((1 - p*)(1 - p))`.
-#
-# Soft ranks are pairwise sigmoids, `r_i = 1/2 + sum_j sigmoid((z_i - z_j) / tau)`, of
-# the predictions standardised over the batch, at temperature `tau` = 0.1 batch standard
-# deviations (`iqalib.losses.soft_ranks`). The fidelity loss's scale `s` is
-# `sqrt(s_i^2 + s_j^2)` from the raters' standard deviations `s_i`, as in the seed: training
-# passes each image's own SD where every training image has one (LIVE-C, KonIQ on its 1-5
-# scale, the demo's simulated raters). Where some lack it, every image gets the data set's
-# median rater SD (set below from the table; 10 MOS units where the table has none).
 
 # %% tags=["parameters"]
 profile = "demo"
@@ -78,6 +64,69 @@ from iqalib.plots.ablation import format_comparisons, plot_rounds
 from iqalib.plots.losses import format_loss_table
 
 started = time.perf_counter()
+
+# %% [markdown]
+# ## The losses, as equations
+# A training batch holds $N$ crops with scores $p_i$ (`pred`) and the MOS $t_i$ of their images
+# (`target`); each loss is a function of `iqalib.losses`. The regression losses (`l1_loss`,
+# `mse_loss`, `smooth_l1_loss`) measure the error in MOS units:
+#
+# $$
+# \mathcal{L}_{\mathrm{l1}} = \frac{1}{N} \sum_{i=1}^{N} |p_i - t_i|, \qquad
+# \mathcal{L}_{\mathrm{mse}} = \frac{1}{N} \sum_{i=1}^{N} (p_i - t_i)^2, \qquad
+# \mathcal{L}_{\mathrm{smooth\_l1}} = \frac{1}{N} \sum_{i=1}^{N} \ell(p_i - t_i), \quad
+# \ell(d) = \begin{cases} d^2 / 2 & |d| < 1 \\ |d| - 1/2 & \text{otherwise.} \end{cases}
+# $$
+#
+# The pairwise losses compare the pairs $i < j$ of patches in the batch. The ranking hinge
+# (`ranking_hinge_loss`, margin $m$ = 1 MOS unit) averages over the set $P$ of pairs whose MOS
+# differ, and is 0 when there is none:
+#
+# $$
+# \mathcal{L}_{\mathrm{ranking}} = \frac{1}{|P|} \sum_{(i, j) \in P}
+# \max\big(0,\ m - \operatorname{sign}(t_i - t_j)\,(p_i - p_j)\big), \qquad
+# P = \{(i, j) : i < j,\ t_i \neq t_j\}.
+# $$
+#
+# The fidelity loss {cite}`tsai2007frank` (`fidelity_loss`) compares, over all
+# $M = N (N - 1) / 2$ pairs, the share $p^*_{ij}$ of raters who prefer image $i$ to image $j$
+# under Thurstone's model with the model's probability $\hat p_{ij}$ on the same scale $s_{ij}$
+# ($\Phi$ is the standard normal distribution function, $\epsilon = 10^{-8}$):
+#
+# $$
+# p^*_{ij} = \Phi\Big(\frac{t_i - t_j}{s_{ij}}\Big), \quad
+# \hat p_{ij} = \Phi\Big(\frac{p_i - p_j}{s_{ij}}\Big), \quad
+# \mathcal{L}_{\mathrm{fidelity}} = \frac{1}{M} \sum_{i < j} \Big(1
+# - \sqrt{p^*_{ij}\, \hat p_{ij} + \epsilon}
+# - \sqrt{(1 - p^*_{ij})(1 - \hat p_{ij}) + \epsilon}\Big).
+# $$
+#
+# The scale is $s_{ij} = \sqrt{s_i^2 + s_j^2}$ from the raters' standard deviations $s_i$, as in
+# the seed: training passes each image's own SD where every training image has one (LIVE-C,
+# KonIQ on its 1-5 scale, the demo's simulated raters). Where some lack it, every image gets the
+# data set's median rater SD $\sigma$, so $s_{ij} = \sqrt{2}\,\sigma$ (set below from the table;
+# $\sigma$ = 10 MOS units where the table has none).
+#
+# Soft SRCC (`soft_srcc_loss`) standardises the scores over the batch,
+# $z_i = (p_i - \bar p) / (\operatorname{sd}(p) + \epsilon)$ with the population standard
+# deviation, and replaces their ranks by pairwise sigmoids at temperature $\tau$ = 0.1
+# (`soft_ranks`); the MOS keep their exact ranks $\operatorname{rank}(t)$, ties averaged
+# (`average_ranks`). With Pearson's correlation over the batch
+# $\rho(x, y) = \sum_i (x_i - \bar x)(y_i - \bar y) \,/\,
+# (\lVert x - \bar x \rVert\, \lVert y - \bar y \rVert + \epsilon)$:
+#
+# $$
+# r_i = \frac{1}{2} + \sum_{j=1}^{N} \operatorname{sigmoid}\Big(\frac{z_i - z_j}{\tau}\Big),
+# \qquad
+# \mathcal{L}_{\mathrm{soft\_srcc}} = 1 - \rho\big(r, \operatorname{rank}(t)\big), \qquad
+# \mathcal{L}_{\mathrm{plcc}} = 1 - \rho(p, t).
+# $$
+#
+# The $j = i$ term adds $1/2$, so as $\tau \to 0$ the soft ranks $r$ tend to the average ranks
+# of the scores. Both correlation losses are 0 for fewer than two patches or equal MOS (no
+# order to learn; `plcc_loss`). Last, the seed solver's combination (`l1_rank_loss`,
+# $\alpha$ = 1): $\mathcal{L}_{\mathrm{l1+rank}} = \mathcal{L}_{\mathrm{l1}}
+# + \alpha\, \mathcal{L}_{\mathrm{ranking}}$.
 
 # %% [markdown]
 # ## The labels and their noise
@@ -128,7 +177,7 @@ data_label = runs.results[study.REFERENCE]["data"]
 losses_table = study.loss_table(runs.results, runs.run_dirs, table.mos_range)
 format_loss_table(losses_table)
 
-# %%
+# %% mystnb={"image": {"alt": "Test SRCC of every training loss, one dot per round, the dots of one round (one test split) joined, the medians marked"}}
 plot_rounds(study.loss_rounds(runs.results), data_label, title="Training losses");
 
 # %% [markdown]
