@@ -59,6 +59,8 @@ CLAIMS = {
                                "shown on 3 images"),
     "transfer": ("The model transfers to other data sets", "08_cross_dataset", "not given"),
     "lr_robust": ("Training is not fragile in its learning rate", "09_lr_sensitivity", "not given"),
+    "smart_worth_cost": ("SMART-IQA is worth its cost: a significant SRCC gain over HyperIQA at most 1.5x "
+                         "its cost per patch", "10_model_size", "not weighed against cost by the seed"),
 }
 
 
