@@ -3,41 +3,20 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import statistics
-import subprocess
 import time
 from pathlib import Path
 
 import torch
 
-from iqalib.engine.precision import isa_limits
-from iqalib.numerics import denormal_state
+from iqalib.analysis.performance import machine_block
 
 RESULTS = Path(__file__).resolve().parent / "results"
-CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_tile")
 
 
 def cpu_info() -> dict:
-    """Model name, the flags that decide matmul/bf16 speed, torch version and threads."""
-    fields = {}
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        fields = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in out.splitlines())}
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    flags = set(fields.get("Flags", "").split())
-    return {
-        "model_name": fields.get("Model name", platform.processor() or platform.machine()),
-        "cpus": os.cpu_count(),
-        "flags": {f: f in flags for f in CPU_FLAGS},
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "isa_limits": isa_limits(),  # e.g. ONEDNN_MAX_CPU_ISA=AVX2: this CPU measured as a lesser one
-        "mkldnn": torch.backends.mkldnn.is_available(),
-        "denormals": denormal_state(),  # flushed by iqalib.numerics unless IQALIB_DENORMALS=keep
-    }
+    """This machine's block, as chapter 10 records it too (:func:`iqalib.analysis.performance.machine_block`)."""
+    return machine_block()
 
 
 def bf16_native(info: dict) -> bool:

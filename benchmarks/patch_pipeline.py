@@ -18,13 +18,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+
+from common import cpu_info
 
 from iqalib.data.datasets import load_dataset
 from iqalib.data.images import ImageStore
@@ -97,8 +98,7 @@ def main(argv=None):
         "benchmark": "patch_pipeline",
         "data": label,
         "images": len(paths),
-        "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-                    "torch": torch.__version__, "threads": torch.get_num_threads()},
+        "machine": cpu_info(),  # the block every speed measurement records
         "loader_workers": args.workers,
         "uint8_patches_per_s": {"decode_per_patch": round(naive_u8, 1), "decode_once": round(once_u8, 1)},
         "speedup_uint8": round(once_u8 / naive_u8, 1),

@@ -28,6 +28,11 @@ through slow fallback kernels: a whole step would take minutes. With
 ``--bf16 auto`` (default) such a CPU gets only a probe, one bf16 +
 channels_last step of the first model at batch 1, plus the bf16 matmul rate.
 
+Each model's fp32 inference rate is measured in the same run by chapter 10's
+own function (:func:`iqalib.experiments.measure_throughputs`: forward only,
+eval mode, same batch), so "scoring is faster than training" is checked on
+one machine under one load.
+
 Also profiles where the time of a ``hyperiqa_lite0`` step goes
 (``torch.profiler``, top ops by self CPU time).
 
@@ -46,6 +51,7 @@ import torch.nn.functional as F
 
 from common import bf16_native, cpu_info, load_average, matmul_gflops, write_json
 
+from iqalib.experiments import measure_throughputs
 from iqalib.models import create_model, model_complexity
 
 HERE = Path(__file__).resolve().parent
@@ -131,6 +137,18 @@ def time_setting(name: str, setting: str, batch: int, warmup: int, iters: int) -
     return result
 
 
+def inference_rate(name: str, batch: int, warmup: int, iters: int) -> dict:
+    """fp32 inference patches/s by chapter 10's own path (:func:`iqalib.experiments.measure_throughputs`).
+
+    Measured in this run, on this machine, so the check "scoring is faster
+    than training" compares two numbers of one machine and one load.
+    """
+    rates = measure_throughputs([name], batch_size=batch, repeats=iters, warmup=warmup)[name]
+    return {"batch": batch, "precision": "fp32", "mode": "forward only, eval mode, no gradients",
+            "patches_per_s": round(rates["patches_per_s"], 2),
+            "patches_per_s_median": round(rates["patches_per_s_median"], 2)}
+
+
 # ---------------------------------------------------------------- profile
 
 def profile_top_ops(name: str, batch: int, channels_last: bool, top: int = 10) -> dict:
@@ -214,6 +232,8 @@ def main(argv=None) -> dict:
                 except Exception as error:  # e.g. inductor cannot compile here: report, keep measuring
                     entry["settings"][setting] = {"skipped": f"failed: {type(error).__name__}: {str(error)[:300]}"}
             print(f"{name} {setting}: {entry['settings'][setting]}", flush=True)
+        entry["inference"] = inference_rate(name, args.batch, args.warmup, args.iters)
+        print(f"{name} inference: {entry['inference']}", flush=True)
         models[name] = entry
         write_json(args.out, {"benchmark": "train_step", "partial": True, "machine": machine,
                               "load_average_start": load_start, "matmul_runs": matmul_runs, "models": models})

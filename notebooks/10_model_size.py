@@ -33,9 +33,26 @@
 # on the loaders' layout, and its many small depthwise convolutions suffer most when the two compute
 # threads are descheduled by other processes (each small operation waits for both), so load
 # distorts the ranking, not just the scale. Speeds here remain measurements of *this* machine under
-# the load printed below; the FLOPs do not depend on it. The training-step benchmark of
-# [chapter 12](12_performance.ipynb) is a cross-check: scoring a patch must be faster than training
-# on it.
+# the load printed below; the FLOPs do not depend on it.
+#
+# **What is counted, in which unit.** `patches_per_s`: 224x224 patches scored per second, forward
+# only (eval mode, no gradients), fp32, at the batch printed below, from the fastest timed batch;
+# `patches_per_s_median` from the median batch. `gflops`: the forward's convolution and matrix-product
+# FLOPs of one patch (a multiply-add counts 2). The conditions (machine, threads, precision, batch,
+# load) are printed with the table; the machine is named as every benchmark of
+# [chapter 12](12_performance.ipynb) names its own.
+#
+# **Checks.** Scoring a patch must be faster than training on it: where chapter 12's train-step
+# benchmark was measured on *the same machine* (same CPU, instruction set and threads), each model's
+# inference rate is checked against its training rate (both from the fastest batch); a benchmark from
+# another machine is not compared, and the page says so. A model measured at least as fast as one with
+# a quarter of its FLOPs or less fails too. A speed that fails a check stays in the table with the
+# reason in `speed check`, and is left out of the figure.
+#
+# **Is SMART-IQA worth its cost?** The introduction asks it; the rule, stated before the numbers:
+# SMART-IQA is worth its cost when its test SRCC beats HyperIQA's by the book's one decision rule
+# (chapter 4's paired runs, a sign test over at least 6 rounds, p < 0.05) *and* it costs at most 1.5x
+# HyperIQA per patch, in FLOPs and, where both speeds passed their checks, in measured time.
 
 # %% tags=["parameters"]
 profile = "demo"
@@ -51,16 +68,18 @@ batch_size = 4
 repeats = 3
 warmup = 2
 results_dir = "benchmarks/results"  # the train-step benchmark, for the cross-check
+smart_model = "smart_iqa_lite0"  # the claim's pair: chapter 4's SMART-IQA run...
+baseline_model = "hyperiqa_lite0"  # ...and chapter 3's HyperIQA run
 
 # %%
 from iqalib import plots
-from iqalib.analysis.model_size import model_size_sentences
-from iqalib.analysis.performance import train_step_rates
+from iqalib.analysis import model_size
+from iqalib.analysis.claims import record_claims
+from iqalib.analysis.performance import train_step_reference
 from iqalib.analysis.words import numbers_say
-from iqalib.experiments import model_cost_table
 
 # %%
-costs = model_cost_table(
+costs = model_size.measure_costs(
     models,
     out_dir=out_dir,
     batch_size=batch_size,
@@ -68,11 +87,15 @@ costs = model_cost_table(
     warmup=warmup,
     device=device,
 )
+train_rates, not_compared = model_size.comparable_train_rates(
+    costs, train_step_reference(results_dir)
+)
+costs["speed check"] = model_size.speed_checks(costs, train_rates=train_rates)
+conditions = costs.attrs["conditions"]
 print(
-    f"batch {batch_size}, {warmup} warm-up + {repeats} timed batches per model, "
-    f"{costs.attrs['threads']} threads, "
-    f"1-min load average {costs.attrs['load_average'][0]:.1f} before and "
-    f"{costs.attrs['load_average'][1]:.1f} after"
+    f"{conditions['machine']}; {conditions['precision']}, batch {conditions['batch']}; "
+    f"{conditions['measured']}; {conditions['timing']}; 1-min load average "
+    f"{conditions['load_average'][0]:.1f} before and {conditions['load_average'][1]:.1f} after"
 )
 costs[
     [
@@ -80,22 +103,36 @@ costs[
         "gflops",
         "patches_per_s",
         "patches_per_s_median",
+        "speed check",
         "test_srcc",
         "run",
         "data",
     ]
 ].round({"gflops": 2, "patches_per_s": 1, "patches_per_s_median": 1, "test_srcc": 3})
 
+# %% [markdown]
+# The models whose speed passed every check (a rejected speed is not plotted):
+
 # %%
-plots.model_size_scatter(costs);
+shown = model_size.plotted_costs(costs)
+if len(shown):
+    plots.model_size_scatter(shown)
+else:
+    print("No measured speed passed its checks: nothing to plot.")
 
 # %% [markdown]
 # ## What the numbers say
-# Chosen by `iqalib.analysis.model_size`, with two consistency checks: a model measured as fast as one
-# with a quarter of its FLOPs or less, and a model scored more slowly than it trains in the
-# train-step benchmark, are flagged instead of believed.
+# Chosen by `iqalib.analysis.model_size`. The claim "SMART-IQA is worth its cost" is decided by the
+# rule stated at the top and recorded for the summary chapter.
 
 # %%
+pair, missing = model_size.worth_cost_comparison(
+    out_dir, smart_model, baseline_model, seed=seed
+)
+worth = model_size.worth_cost_claim(pair, costs, smart_model, baseline_model, missing)
+record_claims(out_dir, "10_model_size", [worth])
 numbers_say(
-    model_size_sentences(costs, train_rates=train_step_rates(results_dir))
+    model_size.model_size_sentences(costs, train_rates=train_rates),
+    [not_compared] if not_compared else [],
+    [f"Is SMART-IQA worth its cost? {worth['verdict'].capitalize()}; {worth['edition']}."],
 )

@@ -44,8 +44,45 @@ fractions = [0.5, 0.25, 0.25]
 results_dir = "benchmarks/results"
 
 # %%
+from IPython.display import display
+
 from iqalib.analysis import performance as perf
 from iqalib.analysis.words import numbers_say
+
+# %% [markdown]
+# ## Which machine measured what
+#
+# Each benchmark's JSON records the machine block it ran on (CPU model, CPU count, the instruction set
+# torch used and any limit put on it, torch threads). Numbers from different blocks are different
+# machines for speed: they never share a table, and no sentence compares them. A block written before
+# the scripts recorded all of it says what is missing.
+
+# %%
+perf.machines_table(results_dir)
+
+# %% [markdown]
+# ## The headline speeds, one table per machine
+#
+# Every row says what was measured, at which batch and precision, in which unit, and what its own
+# check says: `rejected: ...` marks a number its measurement contradicts (it is shown, never plotted),
+# `measured under load` one taken while other work held the CPUs. Two rates of one machine differ
+# for reasons the rows name, not by chance:
+#
+# * **patches/s** counts 224x224 patches, for training and for inference alike; **images/s** (scoring)
+#   counts images of several crops each.
+# * A **whole-model training step** (trunk and head, `train_step`, batch 8) of an EfficientNet-Lite0
+#   model reaches a few tens of GFLOP/s: its depthwise convolutions move more memory than they compute.
+#   A **head step on cached trunk features** (`head_training`, batch 32) is matrix products and reaches
+#   a large share of the matmul rate (the README's "105 GFLOP/s, 72% of the matmul rate" is such a head
+#   step, on a Xeon limited to AVX2). Both count 3x the forward's FLOPs per step; they are different
+#   work, not disagreeing measurements.
+# * Inference (forward only) of a model must beat its training step on the same machine; `train_step`
+#   measures both in one run, inference by chapter 10's own function.
+
+# %%
+for machine, table in perf.speed_tables(results_dir).items():
+    print(machine)
+    display(table)
 
 # %% [markdown]
 # ## What this profile cost
@@ -90,8 +127,10 @@ perf.benchmark_report(results_dir, "loader_wait")
 # ## One training step
 #
 # Forward, loss, backward and optimizer step of whole models (`benchmarks/train_step.py`), fp32
-# with and without `channels_last`; "of matmul" is the achieved GFLOP/s over a large fp32 matrix
-# product measured in the same run. bf16 is measured only where the CPU has native bf16 (on CPUs
+# with and without `channels_last`, in patches/s from the median step; the step's GFLOP/s counts 3x
+# the forward's convolution and matrix-product FLOPs; "of matmul" is that over a large fp32 matrix
+# product measured in the same run. The `inference, fp32` rows are the same models scored by chapter
+# 10's function in the same run (results written before it was added have none). bf16 is measured only where the CPU has native bf16 (on CPUs
 # without it the fallback kernels are two orders of magnitude slower, see the JSON's probe).
 
 # %%

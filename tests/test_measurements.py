@@ -134,3 +134,163 @@ def test_scoring_ceiling_is_timed_on_the_input_the_pipelines_feed(scoring):
     probe(ceiling)
     assert probe.layouts[-1] == pipeline
     assert pipeline[2] is True  # channels-last strides: what the old torch.randn ceiling did not have
+
+
+# ------------------------------------------------------------------ one machine per table, checks, units
+
+EPYC = {"model_name": "AMD EPYC", "cpus": 2, "cpu_capability": "AVX2", "threads": 2}
+XEON = {"model_name": "Intel Xeon", "cpus": 2, "cpu_capability": "AVX512", "threads": 2}
+
+
+def _step(patches_per_s, gflops, batch=8):
+    return {"batch": batch, "iters": 5, "median_s": batch / patches_per_s, "min_s": batch / (patches_per_s * 1.1),
+            "patches_per_s": patches_per_s, "gflops": gflops, "fraction_of_matmul": gflops / 100}
+
+
+def _train_step(machine, inference=None):
+    entry = {"settings": {"fp32": _step(7.0, 19.0), "fp32_cl": _step(11.0, 29.0),
+                          "bf16": {"skipped": "no native bf16"}},
+             "best": {"setting": "fp32_cl", "patches_per_s": 11.0, "fraction_of_matmul": 0.29}}
+    if inference is not None:
+        entry["inference"] = {"batch": 8, "patches_per_s": inference, "patches_per_s_median": inference}
+    return {"machine": machine, "batch": 8, "load_average_start": [0.5], "load_average_end": [0.6],
+            "matmul": {"fp32": {"size": 4096, "gflops": 117.0}}, "models": {"hyperiqa_lite0": entry}}
+
+
+def _scoring(machine, consistent=True):
+    return {"machine": machine, "model": "hyperiqa_lite0", "patches_per_image": 10, "batch_size": 64,
+            "images_per_s": {"one_at_a_time": 0.3, "score_paths": 0.4 if consistent else 0.9},
+            "forward_only_images_per_s": 0.5, "consistent": consistent,
+            "load_average_start": [0.1], "load_average_end": [0.2]}
+
+
+def _write(folder, **results):
+    import json
+
+    for name, result in results.items():
+        (folder / f"{name}.json").write_text(json.dumps(result))
+
+
+def test_machine_label_separates_cpus_limits_and_threads():
+    from iqalib.analysis.performance import machine_label
+
+    assert machine_label(EPYC) == "AMD EPYC, 2 CPUs, AVX2, 2 threads"
+    assert machine_label({**XEON, "isa_limits": {"ONEDNN_MAX_CPU_ISA": "AVX2"}}) != machine_label(XEON)
+    assert machine_label({**EPYC, "threads": 1}) == "AMD EPYC, 2 CPUs, AVX2, 1 thread"
+    assert machine_label({"processor": "x86_64", "cpus": 2}).startswith("x86_64 (CPU model not recorded)")
+
+
+def test_results_of_two_machines_give_two_tables_each_from_one_machine(tmp_path):
+    from iqalib.analysis import performance as perf
+
+    _write(tmp_path, train_step=_train_step(EPYC), scoring=_scoring(XEON))
+    tables = perf.speed_tables(tmp_path)
+    assert sorted(tables) == ["AMD EPYC, 2 CPUs, AVX2, 2 threads", "Intel Xeon, 2 CPUs, AVX512, 2 threads"]
+    assert set(tables["AMD EPYC, 2 CPUs, AVX2, 2 threads"]["benchmark"]) == {"train_step"}
+    assert set(tables["Intel Xeon, 2 CPUs, AVX512, 2 threads"]["benchmark"]) == {"scoring"}
+    assert list(perf.machines_table(tmp_path)["machine"]) == ["AMD EPYC, 2 CPUs, AVX2, 2 threads",
+                                                              "Intel Xeon, 2 CPUs, AVX512, 2 threads"]
+    # the same machine: one table
+    _write(tmp_path, scoring=_scoring(EPYC))
+    assert list(perf.speed_tables(tmp_path)) == ["AMD EPYC, 2 CPUs, AVX2, 2 threads"]
+
+
+def test_speed_rows_state_their_unit_and_what_was_counted(tmp_path):
+    from iqalib.analysis import performance as perf
+
+    rows = perf.speed_rows("train_step", _train_step(EPYC, inference=30.0))
+    step_gflops = "GFLOP/s (3x the forward's conv and matmul FLOPs)"
+    assert set(rows["unit"]) == {"patches/s", step_gflops, "GFLOP/s (2n^3 FLOPs)"}
+    step = rows[rows["measured"].str.startswith("training step, whole model")]
+    assert list(step["rate"]) == [11.0, 29.0] and list(step["unit"]) == ["patches/s", step_gflops]
+    assert (rows["check"] == "ok").all()
+    scoring = perf.speed_rows("scoring", _scoring(EPYC))
+    assert set(scoring["unit"]) == {"images/s (10 crops each)"}
+
+
+def test_a_row_its_own_check_rejects_says_why(tmp_path):
+    from iqalib.analysis import performance as perf
+
+    slow = perf.speed_rows("train_step", _train_step(EPYC, inference=5.0))  # scores slower than it trains
+    inference = slow[slow["measured"].str.startswith("inference")]
+    assert inference["check"].iloc[0].startswith("rejected: slower than this model's training step")
+    above = perf.speed_rows("scoring", _scoring(EPYC, consistent=False))
+    assert above["check"].str.startswith("rejected:").all()
+    loaded = perf.speed_rows("scoring", {**_scoring(EPYC), "load_average_start": [7.5]})
+    assert (loaded["check"] == "measured under load 7.5").all()
+
+
+def _costs(machine="AMD EPYC, 2 CPUs, AVX2, 2 threads", lite=20.0, smart=19.0, base=2.0):
+    import pandas as pd
+
+    costs = pd.DataFrame({"params": [4.7e6, 4.3e6, 8.8e7], "gflops": [0.88, 0.84, 31.0],
+                          "patches_per_s": [lite, smart, base], "test_srcc": [0.70, 0.75, np.nan]},
+                         index=["hyperiqa_lite0", "smart_iqa_lite0", "smart_iqa_base"])
+    costs.attrs["conditions"] = {"machine": machine}
+    return costs
+
+
+def test_inference_is_checked_against_training_only_on_the_same_machine(tmp_path):
+    from iqalib.analysis import model_size
+    from iqalib.analysis import performance as perf
+
+    _write(tmp_path, train_step=_train_step(EPYC))
+    reference = perf.train_step_reference(tmp_path)
+    assert reference["rates"]["hyperiqa_lite0"] == pytest.approx(11.0 * 1.1)  # fastest step, as inference
+    rates, note = model_size.comparable_train_rates(_costs(lite=9.9), reference)
+    assert rates and note is None
+    checks = model_size.speed_checks(_costs(lite=9.9), train_rates=rates)
+    assert checks["hyperiqa_lite0"].startswith("rejected: scores slower than it trains")
+    assert checks["smart_iqa_lite0"] == "ok"
+    # measured elsewhere: not compared, and the page says so
+    rates, note = model_size.comparable_train_rates(_costs(machine="Intel Xeon, 2 CPUs, AVX512, 2 threads"),
+                                                    reference)
+    assert rates == {} and "AMD EPYC" in note and "Intel Xeon" in note
+    assert model_size.comparable_train_rates(_costs(), None)[0] == {}
+
+
+def test_a_rejected_speed_is_not_plotted():
+    from iqalib.analysis import model_size
+
+    costs = _costs(base=25.0)  # 35x lite0's FLOPs, measured faster: both speeds cannot be right
+    costs["speed check"] = model_size.speed_checks(costs)
+    assert costs.loc["smart_iqa_base", "speed check"].startswith("rejected: smart_iqa_base measured at least")
+    assert costs.loc["hyperiqa_lite0", "speed check"].startswith("rejected:")
+    assert list(model_size.plotted_costs(costs).index) == []  # smart_iqa_lite0 too is under 1/4 of base's FLOPs
+    fine = _costs()
+    fine["speed check"] = model_size.speed_checks(fine)
+    assert list(model_size.plotted_costs(fine).index) == list(fine.index)
+    sentences = model_size.model_size_sentences(costs)
+    assert "its measured speed is rejected below" in sentences[0]
+
+
+def _pair(sign_p, median_delta, rounds=8, a_better=0.9, tests_note=""):
+    return {"a": "smart_iqa_lite0", "b": "hyperiqa_lite0", "metric": "srcc", "rounds": rounds,
+            "median_delta": median_delta, "a_better": a_better, "rounds_significant": 0.5,
+            "sign_p": sign_p, "tests_note": tests_note}
+
+
+def test_worth_its_cost_needs_a_significant_gain_within_the_budget():
+    from iqalib.analysis.model_size import COST_BUDGET, worth_cost_claim
+
+    costs = _costs()
+    costs["speed check"] = "ok"
+    claim = worth_cost_claim(_pair(0.01, 0.04), costs, "smart_iqa_lite0", "hyperiqa_lite0")
+    assert claim["claim"] == "smart_worth_cost" and claim["verdict"] == "supported"
+    assert "0.95x the GFLOPs per patch" in claim["edition"] and "measured time" in claim["edition"]
+    # significant, but the measured time is 2x HyperIQA's: over the budget
+    dear = costs.assign(patches_per_s=[20.0, 20.0 / (COST_BUDGET + 0.5), 2.0])
+    assert worth_cost_claim(_pair(0.01, 0.04), dear, "smart_iqa_lite0", "hyperiqa_lite0")["verdict"].startswith(
+        "not supported (a significant gain, but 2.00x the cost")
+    # a rejected speed is not used: the FLOPs alone decide the cost
+    dear["speed check"] = ["ok", "rejected: x", "ok"]
+    assert worth_cost_claim(_pair(0.01, 0.04), dear, "smart_iqa_lite0", "hyperiqa_lite0")["verdict"] == "supported"
+    # the gain decides by the book's rule: significant the other way, not significant, too few rounds
+    assert worth_cost_claim(_pair(0.01, -0.04, a_better=0.1), costs, "smart_iqa_lite0",
+                            "hyperiqa_lite0")["verdict"].startswith("contradicted")
+    assert worth_cost_claim(_pair(0.3, 0.01), costs, "smart_iqa_lite0",
+                            "hyperiqa_lite0")["verdict"].startswith("not supported (no significant gain")
+    few = _pair(np.nan, 0.04, rounds=3, tests_note="3 rounds; the rule needs 6")
+    assert worth_cost_claim(few, costs, "smart_iqa_lite0", "hyperiqa_lite0")["verdict"].startswith("untested")
+    assert worth_cost_claim(None, costs, "smart_iqa_lite0", "hyperiqa_lite0", "no run")["verdict"] == \
+        "untested (no run)"

@@ -11,17 +11,31 @@ per epoch (patches/s, loader wait) in the runs of a book profile.
 chapter: a pipeline measured above the model-alone ceiling is reported as a
 measurement error, and bf16's change of SRCC is weighed against what a
 change of numerics alone does.
+
+**One machine per table.** Every benchmark and chapter 10's own measurement
+record the same machine block (:func:`machine_block`: CPU model, CPU count,
+torch threads, instruction-set limits); :func:`machine_label` names it, and
+numbers with different labels are never put in one table or compared
+(:func:`speed_tables` gives one table per machine). Each row of a speed table
+says what was counted, in which unit, at which batch and precision, and
+carries the measurement's own check: a row its check rejects says why.
 """
 from __future__ import annotations
 
 import json
+import os
+import platform
+import subprocess
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 import pandas as pd
+import torch
 
 from iqalib.analysis.words import counted
+from iqalib.engine.precision import isa_limits
+from iqalib.numerics import denormal_state
 
 LOADER_WAIT_TARGET = 0.05  # share of an epoch spent waiting for data that the engine aims to stay under
 SAME_SPEED = 0.05  # streaming within this fraction of the naive loop's rate is "no different"
@@ -32,6 +46,49 @@ def read_result(results_dir: str | Path, name: str) -> dict | None:
     if not path.is_file():
         return None
     return json.loads(path.read_text())
+
+
+CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_tile")
+
+
+def machine_block() -> dict:
+    """This machine as every speed measurement records it: CPU model, flags, torch, threads, ISA limits."""
+    fields = {}
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        fields = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in out.splitlines())}
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    flags = set(fields.get("Flags", "").split())
+    return {
+        "model_name": fields.get("Model name", platform.processor() or platform.machine()),
+        "cpus": os.cpu_count(),
+        "flags": {f: f in flags for f in CPU_FLAGS},
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "isa_limits": isa_limits(),  # e.g. ONEDNN_MAX_CPU_ISA=AVX2: this CPU measured as a lesser one
+        "mkldnn": torch.backends.mkldnn.is_available(),
+        "denormals": denormal_state(),  # flushed by iqalib.numerics unless IQALIB_DENORMALS=keep
+    }
+
+
+def machine_label(machine: Mapping | None) -> str:
+    """The name of a machine block; two measurements are comparable only when their labels are equal.
+
+    CPU model, CPU count, the instruction set torch used, any limit put on it,
+    and the torch threads: the same CPU limited to AVX2 or run on one thread is
+    another machine for speed. A block that lacks a field says so.
+    """
+    machine = machine or {}
+    cpu = machine.get("model_name") or (f"{machine['processor']} (CPU model not recorded)"
+                                        if machine.get("processor") else "CPU not recorded")
+    parts = [cpu, f"{machine.get('cpus', '?')} CPUs", machine.get("cpu_capability") or "ISA not recorded"]
+    if machine.get("isa_limits"):
+        parts.append("limited by " + " ".join(f"{k}={v}" for k, v in sorted(machine["isa_limits"].items())))
+    threads = machine.get("threads", "?")
+    parts.append(f"{threads} thread" + ("" if threads == 1 else "s"))
+    return ", ".join(parts)
 
 
 def machine_line(result: dict | None) -> str:
@@ -70,17 +127,35 @@ def train_step_table(results_dir) -> pd.DataFrame | None:
         for setting, m in entry["settings"].items():
             if "patches_per_s" not in m:
                 continue
-            rows.append({"model": model, "setting": setting, "patches/s": m["patches_per_s"],
-                         "GFLOP/s": m["gflops"], "of matmul": m["fraction_of_matmul"]})
+            rows.append({"model": model, "setting": setting, "batch": m["batch"],
+                         "training step, patches/s (median)": m["patches_per_s"],
+                         "step GFLOP/s (3x forward FLOPs)": m["gflops"], "of matmul": m["fraction_of_matmul"]})
+        if entry.get("inference"):  # iqalib.experiments.measure_throughputs in the same run: chapter 10's path
+            inference = entry["inference"]
+            rows.append({"model": model, "setting": "inference, fp32", "batch": inference["batch"],
+                         "inference, patches/s (median)": inference["patches_per_s_median"]})
     return pd.DataFrame(rows).set_index(["model", "setting"])
 
 
-def train_step_rates(results_dir) -> dict[str, float]:
-    """Best training-step patches/s per model of the ``train_step`` benchmark ({} when it was not run)."""
+def train_step_reference(results_dir) -> dict | None:
+    """The ``train_step`` benchmark as a cross-check of inference speed: its machine and per-model rates.
+
+    ``rates``: per model, fp32 training-step patches/s of the fastest step
+    (batch / ``min_s``) of its faster fp32 setting, the same rule as
+    :func:`iqalib.experiments.measure_throughputs` applies to inference, so
+    the two compare like with like. ``machine`` is the :func:`machine_label`
+    (compare only on equal labels). None when the benchmark was not run.
+    """
     r = read_result(results_dir, "train_step")
     if r is None:
-        return {}
-    return {model: entry["best"]["patches_per_s"] for model, entry in r["models"].items() if "best" in entry}
+        return None
+    rates = {}
+    for model, entry in r["models"].items():
+        fastest = [m["batch"] / m["min_s"] for setting, m in entry["settings"].items()
+                   if setting.startswith("fp32") and m.get("min_s")]
+        if fastest:
+            rates[model] = max(fastest)
+    return {"machine": machine_label(r.get("machine")), "batch": r.get("batch"), "rates": rates}
 
 
 def head_training_table(results_dir) -> pd.DataFrame | None:
@@ -244,6 +319,116 @@ def benchmark_report(results_dir: str | Path, name: str):
         return f"{name}: not run on this machine (python benchmarks/{name}.py)"
     print(f"{name}: {machine_line(result)}")
     return TABLES[name](results_dir)
+
+
+# ------------------------------------------------------------------ headline speeds, one table per machine
+
+SPEED_COLUMNS = ["benchmark", "measured", "model", "batch", "precision", "rate", "unit", "check"]
+SPEED_BENCHMARKS = ("train_step", "head_training", "scoring")
+STEP_GFLOPS = "GFLOP/s (3x the forward's conv and matmul FLOPs)"  # a step = forward + backward (2x forward)
+
+
+def _speed_row(benchmark: str, measured: str, rate: float, unit: str, *, model: str = "", batch=None,
+               precision: str = "fp32", check: str = "ok") -> dict:
+    return {"benchmark": benchmark, "measured": measured, "model": model, "batch": batch,
+            "precision": precision, "rate": float(rate), "unit": unit, "check": check}
+
+
+def _train_step_rows(r: Mapping) -> list[dict]:
+    """The matmul reference, each model's fastest setting (patches/s and GFLOP/s), and inference in the same run."""
+    rows = []
+    matmul = (r.get("matmul") or {}).get("fp32")
+    if matmul:
+        rows.append(_speed_row("train_step", f"{matmul['size']}x{matmul['size']} matrix product",
+                               matmul["gflops"], "GFLOP/s (2n^3 FLOPs)"))
+    for model, entry in r["models"].items():
+        best = entry.get("best")
+        if not best:
+            continue
+        step = entry["settings"][best["setting"]]
+        precision = "bf16 autocast" if best["setting"].startswith("bf16") else "fp32"
+        what = f"training step, whole model ({best['setting']}), median step"
+        rows.append(_speed_row("train_step", what, step["patches_per_s"], "patches/s", model=model,
+                               batch=step["batch"], precision=precision))
+        rows.append(_speed_row("train_step", what, step["gflops"], STEP_GFLOPS, model=model,
+                               batch=step["batch"], precision=precision))
+        inference = entry.get("inference")  # iqalib.experiments.measure_throughputs, in the same run
+        if inference:
+            slower = inference["patches_per_s_median"] < step["patches_per_s"]
+            rows.append(_speed_row(
+                "train_step", "inference, forward only (eval, no gradients), median batch",
+                inference["patches_per_s_median"], "patches/s", model=model, batch=inference["batch"],
+                check=(f"rejected: slower than this model's training step ({step['patches_per_s']:.2f} "
+                       "patches/s) in the same run" if slower else "ok")))
+    return rows
+
+
+def _head_training_rows(r: Mapping) -> list[dict]:
+    rows = []
+    for model, m in r["models"].items():
+        what = "training step, head only on cached trunk features"
+        rows.append(_speed_row("head_training", what, m["patches_per_s"]["cached_features"], "patches/s",
+                               model=model, batch=m["batch"]))
+        rows.append(_speed_row("head_training", what, m["head_train_gflops"], STEP_GFLOPS, model=model,
+                               batch=m["batch"]))
+    return rows
+
+
+def _scoring_rows(r: Mapping) -> list[dict]:
+    rates, ceiling = r["images_per_s"], r["forward_only_images_per_s"]
+    consistent = r.get("consistent", all(v <= ceiling * 1.05 for v in rates.values()))
+    unit = f"images/s ({r['patches_per_image']} crops each)"
+    check = "ok" if consistent else "rejected: a pipeline measured faster than the model alone, which cannot be"
+    return [_speed_row("scoring", "iqalib score (decode, crop, forward)", rates["score_paths"], unit,
+                       model=r["model"], batch=r["batch_size"], check=check),
+            _speed_row("scoring", "model alone on ready crops, better batch", ceiling, unit, model=r["model"],
+                       check=check)]
+
+
+_SPEED_ROWS = {"train_step": _train_step_rows, "head_training": _head_training_rows, "scoring": _scoring_rows}
+
+
+def speed_rows(name: str, result: Mapping) -> pd.DataFrame:
+    """The headline speeds of one benchmark result, one row per number, with its unit and its check.
+
+    A row its own check rejects keeps its number and says why in ``check``
+    (a figure must not show it); a result measured under load says so there too.
+    """
+    rows = pd.DataFrame(_SPEED_ROWS[name](result), columns=SPEED_COLUMNS).astype({"batch": "Int64"})
+    busy = loaded_machine(result)
+    if busy:
+        load = max(max(result.get(k) or [0.0]) for k in ("load_average_start", "load_average_end"))
+        rows.loc[rows["check"] == "ok", "check"] = f"measured under load {load:.1f}"
+    return rows
+
+
+def speed_tables(results_dir: str | Path, names=SPEED_BENCHMARKS) -> dict[str, pd.DataFrame]:
+    """The headline speeds of benchmarks ``names``, one table per machine (:func:`machine_label`).
+
+    Numbers measured on different machines, or the same CPU under other
+    instruction-set limits or thread counts, never share a table. Benchmarks
+    not run are left out.
+    """
+    tables: dict[str, list[pd.DataFrame]] = {}
+    for name in names:
+        result = read_result(results_dir, name)
+        if result is not None:
+            tables.setdefault(machine_label(result.get("machine")), []).append(speed_rows(name, result))
+    return {label: pd.concat(parts, ignore_index=True) for label, parts in tables.items()}
+
+
+def machines_table(results_dir: str | Path, names=tuple(TABLES)) -> pd.DataFrame:
+    """Which machine measured each benchmark in ``results_dir`` (:func:`machine_label`), and under what load."""
+    rows = []
+    for name in names:
+        result = read_result(results_dir, name)
+        if result is None:
+            continue
+        loads = [v for k in ("load_average_start", "load_average_end") for v in result.get(k) or []]
+        load = max(loads) if loads else np.nan
+        rows.append({"benchmark": name, "machine": machine_label(result.get("machine")),
+                     "largest 1-min load average": load})
+    return pd.DataFrame(rows, columns=["benchmark", "machine", "largest 1-min load average"]).set_index("benchmark")
 
 
 # ------------------------------------------------------------------ what the numbers say
