@@ -446,7 +446,31 @@ def parse_override(text: str) -> tuple[list[str], Any]:
             value = float(value) if any(c in value.lower() for c in ".e") else value
         except ValueError:
             pass
-    return path, value
+    return path, _as_typed(text, raw, value)
+
+
+_QUOTED = re.compile(r"""^\s*(?:'.*'|".*")\s*$""", re.DOTALL)
+_COMMENT = re.compile(r"(^|\s)#")
+
+
+def _as_typed(text: str, raw: str, value):
+    """The override's value exactly as typed: YAML must not eat part of it.
+
+    A text value is the raw text itself (YAML would read ``runs/exp #1`` as ``runs/exp``
+    and fold a newline into a space), unless the user quoted it as YAML. A number, a
+    switch or a list that YAML read from text holding a comment is refused, as is a
+    control character (a newline in a folder name), instead of being silently changed.
+    """
+    control = next((c for c in raw if ord(c) < 32 and c != "\x00" or ord(c) == 127), None)
+    if control is not None:
+        raise ConfigError(f"override {shown(text)} holds a control character ({control!r}); "
+                          "names, paths and values cannot contain one")
+    if isinstance(value, str) and not _QUOTED.match(raw):
+        return raw
+    if not isinstance(value, str) and _COMMENT.search(raw) and not _QUOTED.match(raw):
+        raise ConfigError(f"override {shown(text)}: YAML reads the text after '#' as a comment; "
+                          "remove it, or quote the whole value ('...') to keep it")
+    return value
 
 
 def _schema_step(schema, part: str):

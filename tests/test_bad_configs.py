@@ -66,7 +66,7 @@ def test_unknown_names_suggest_the_closest_valid_one(tiny_set):
                  "hyperiqa_lite0, hyperiqa_resnet50, smart_iqa_base, smart_iqa_lite0, smart_iqa_small, "
                  "smart_iqa_tiny (did you mean 'smart_iqa_lite0'?)")
     config_error(lambda: load_dataset("konik"), "unknown data set 'konik'; choose one of ['csv', 'demo', "
-                 "'kadid10k', 'koniq10k', 'livec', 'spaq'] (did you mean 'koniq10k'?)")
+                 "'kadid10k', 'koniq10k', 'livec', 'livec_jpeg', 'spaq'] (did you mean 'koniq10k'?)")
     config_error(lambda: load_dataset("csv", tiny_set, tabel="scores.csv"),
                  "unknown option(s) ['tabel'] for data set 'csv' (did you mean 'table'?); valid: ['table',")
     config_error(lambda: create_model("smart_iqa_lite0", multiscal=True),

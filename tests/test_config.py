@@ -185,3 +185,32 @@ def test_to_dict_round_trips():
     again = from_dict(config.to_dict())
     assert again == config and isinstance(again, RunConfig)
     assert dataclasses.asdict(again.train)["epochs"] == 2
+
+
+@pytest.mark.parametrize("text, key, expected", [
+    ("out_dir=runs/exp #1", "out_dir", "runs/exp #1"),  # YAML would stop at the '#'
+    ("data.root=my data #2", "data.root", "my data #2"),
+    ("name=exp#3", "name", "exp#3"),
+    ("out_dir='quoted #4'", "out_dir", "quoted #4"),  # quoted as YAML: the quotes are YAML's
+    ("out_dir=  spaced  ", "out_dir", "  spaced  "),
+])
+def test_a_text_value_arrives_exactly_as_typed(text, key, expected):
+    path, value = parse_override(text)
+    assert ".".join(path) == key and value == expected
+    config = load_config(None, [text, "train.device=cpu"])
+    section, _, field = key.rpartition(".")
+    assert getattr(getattr(config, section) if section else config, field) == expected
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("out_dir=runs/a\nb", "holds a control character ('\\n')"),
+    ("name=a\nb", "holds a control character ('\\n')"),
+    ("data.root=x\ty", "holds a control character ('\\t')"),
+    ("name=a\x1bb", "holds a control character ('\\x1b')"),
+    ("train.epochs=3 #4", "YAML reads the text after '#' as a comment"),
+    ("data.fractions=[0.6, 0.2, 0.2] # maybe", "YAML reads the text after '#' as a comment"),
+])
+def test_a_value_that_would_arrive_changed_is_refused_in_one_line(text, fragment):
+    with pytest.raises(ConfigError) as info:
+        parse_override(text)
+    assert fragment in str(info.value) and "\n" not in str(info.value)

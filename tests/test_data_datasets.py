@@ -448,7 +448,7 @@ def test_csv_without_mos_column(tmp_path):
 
 # ================================================================ load_dataset
 def test_every_loader_is_registered():
-    assert list_datasets() == ["csv", "demo", "kadid10k", "koniq10k", "livec", "spaq"]
+    assert list_datasets() == ["csv", "demo", "kadid10k", "koniq10k", "livec", "livec_jpeg", "spaq"]
     for info in DATASETS.values():
         assert info.title and info.layout and info.split and info.folder
 
@@ -466,7 +466,7 @@ def test_unknown_option_lists_the_valid_ones(tmp_path):
         load_dataset("livec", tmp_path, keep_training=True)
     message = one_line(str(info.value))
     assert "unknown option(s) ['keep_training'] for data set 'livec'" in message
-    assert "valid: ['keep_training_examples', 'check_files', 'on_error']" in message
+    assert "valid: ['keep_training_examples', 'subset', 'check_files', 'on_error']" in message
 
 
 def test_missing_root_is_a_data_error(tmp_path):
