@@ -10,12 +10,11 @@ code on the training path and its data): a changed parameter, another profile
 writing to the same folder, changed training code or changed images retrain
 (saying so in one printed line, and deleting the earlier run's files first),
 so a book is never built from stale runs, and an edit to an analysis or a plot
-retrains nothing.
+retrains nothing. Reading finished runs back as tables is :mod:`iqalib.results`.
 """
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import statistics
 import time
@@ -33,11 +32,11 @@ from iqalib.data.patches import to_model_input
 from iqalib.engine.checkpoint import load_checkpoint
 from iqalib.engine.fit import Data, PatchSource, fit, predict_images, resolve_device, resolved_train
 from iqalib.engine.parallel import Job, run_jobs
-from iqalib.engine.runfolder import STAMP as FINGERPRINT
 from iqalib.engine.runfolder import book_run
 from iqalib.engine.score import load_trained
 from iqalib.errors import ConfigError, IQAError
 from iqalib.models import create_model, model_complexity
+from iqalib.results import best_checkpoint, load_results, runs_table
 
 
 def run_config(name: str, *, out_dir: str | Path, dataset: str = "demo", data_root: str | None = None,
@@ -96,76 +95,6 @@ def run_many(configs, *, devices=("cpu",), force: bool = False) -> list[dict]:
         if jobs:
             run_jobs(jobs, [str(d) for d in devices])
     return [load_results(c.run_dir) for c in configs]
-
-
-def load_results(run_dir: str | Path) -> dict:
-    """A finished run's ``summary.json`` plus every round's ``results.json``."""
-    run_dir = Path(run_dir)
-    summary = json.loads((run_dir / "summary.json").read_text())
-    rounds = [json.loads(p.read_text()) for p in sorted(run_dir.glob("round_*/results.json"),
-                                                          key=lambda p: int(p.parent.name.split("_")[1]))]
-    return {**summary, "round_results": rounds}
-
-
-def history_frame(results: dict) -> pd.DataFrame:
-    """Per-epoch history of every round, one row per (round, epoch)."""
-    return pd.concat([pd.DataFrame(r["history"]).assign(round=r["round"]) for r in results["round_results"]],
-                     ignore_index=True)
-
-
-def predictions_frame(run_dir: str | Path, round_index: int | None = None) -> pd.DataFrame:
-    """Test predictions (image, mos, pred, round) of one round or all rounds."""
-    run_dir = Path(run_dir)
-    paths = ([run_dir / f"round_{round_index}" / "predictions.csv"] if round_index is not None
-             else sorted(run_dir.glob("round_*/predictions.csv")))
-    return pd.concat([pd.read_csv(p).assign(round=int(p.parent.name.split("_")[1])) for p in paths],
-                     ignore_index=True)
-
-
-def best_checkpoint(run_dir: str | Path, round_index: int = 0) -> Path:
-    return Path(run_dir) / f"round_{round_index}" / "best.pt"
-
-
-# ------------------------------------------------------------ tables of runs
-def results_table(results) -> pd.DataFrame:
-    """One row per run: its model, data, rounds and the test metrics' median, min and max over rounds.
-
-    ``results`` is a list of :func:`run_or_load` dicts (or a dict of them by label).
-    """
-    items = results.items() if isinstance(results, dict) else ((r["name"], r) for r in results)
-    rows = []
-    for label, r in items:
-        per_round = pd.DataFrame(r["test_per_round"])
-        row = {"run": label, "model": r["model"], "data": r["data"], "rounds": r["rounds"]}
-        for metric in ("srcc", "plcc"):
-            row.update({f"{metric}_median": float(per_round[metric].median()),
-                        f"{metric}_min": float(per_round[metric].min()),
-                        f"{metric}_max": float(per_round[metric].max())})
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def runs_table(out_dir: str | Path | None) -> pd.DataFrame:
-    """Every finished run under ``out_dir`` (its ``summary.json``), with the settings that matter.
-
-    Columns: run, model, data, rounds, epochs, freeze_backbone, trunk_lr,
-    test SRCC/PLCC median and min/max over rounds. Sorted by run name; empty
-    (with these columns) when nothing has finished yet or ``out_dir`` is None.
-    """
-    rows = []
-    summaries = sorted(Path(out_dir).glob("*/summary.json")) if out_dir is not None else []
-    for summary_path in summaries:
-        run_dir = summary_path.parent
-        results = load_results(run_dir)
-        stamp = run_dir / FINGERPRINT
-        train = json.loads(stamp.read_text())["config"]["train"] if stamp.is_file() else {}
-        row = results_table([results]).iloc[0].to_dict()
-        row.update(run=run_dir.name, epochs=train.get("epochs"), freeze_backbone=train.get("freeze_backbone"),
-                   trunk_lr=train.get("trunk_lr"))
-        rows.append(row)
-    columns = ["run", "model", "data", "rounds", "epochs", "freeze_backbone", "trunk_lr",
-               "srcc_median", "srcc_min", "srcc_max", "plcc_median", "plcc_min", "plcc_max"]
-    return pd.DataFrame(rows, columns=columns)
 
 
 # ----------------------------------------------------- learning-rate sweep
@@ -367,15 +296,6 @@ def model_cost_table(models, *, out_dir: str | Path | None = None, batch_size: i
 def train_models(models, **run_keys) -> dict[str, dict]:
     """:func:`run_or_load` one run per model, each named after its model; results by model name."""
     return {model: run_or_load(run_config(model, model=model, **run_keys)) for model in models}
-
-
-def finished_results(out_dir: str | Path, name: str) -> dict:
-    """The results of run ``name`` under ``out_dir``, which another notebook must have finished."""
-    run_dir = Path(out_dir) / name
-    if not (run_dir / "summary.json").is_file():
-        raise ConfigError(f"no finished run {name!r} in {out_dir}; execute the notebook that trains it "
-                          "first (03_baseline / 04_smart_iqa) with the same profile")
-    return load_results(run_dir)
 
 
 def available_tables(sets: dict) -> tuple[dict, dict]:

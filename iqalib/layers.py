@@ -15,7 +15,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("data, losses, config", ("iqalib.data", "iqalib.losses", "iqalib.config")),
     ("models", ("iqalib.models",)),
     ("engine", ("iqalib.engine",)),
-    ("experiments", ("iqalib.experiments",)),
+    ("experiments", ("iqalib.experiments", "iqalib.results")),
     ("analysis", ("iqalib.analysis",)),
     ("plots", ("iqalib.plots",)),
     ("entry points", ("iqalib.book", "iqalib.cli")),

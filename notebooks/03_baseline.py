@@ -49,12 +49,8 @@ from iqalib.analysis.linear_probe import linear_probe, probe_sentences
 from iqalib.analysis.runs import run_sentences
 from iqalib.analysis.selection import selection_table
 from iqalib.analysis.words import numbers_say
-from iqalib.experiments import (
-    history_frame,
-    predictions_frame,
-    results_table,
-    train_models,
-)
+from iqalib.experiments import train_models
+from iqalib.results import history_frame, predictions_frame, results_table
 
 # %% [markdown]
 # ## Train (or read back the finished run)

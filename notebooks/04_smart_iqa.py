@@ -57,13 +57,8 @@ from iqalib.analysis.significance import comparison_claim, comparison_sentences
 from iqalib.analysis.words import numbers_say
 from iqalib.data.demo import label_ceilings
 from iqalib.plots.ablation import format_comparisons
-from iqalib.experiments import (
-    finished_results,
-    history_frame,
-    predictions_frame,
-    results_table,
-    train_models,
-)
+from iqalib.experiments import train_models
+from iqalib.results import finished_results, history_frame, predictions_frame, results_table
 from iqalib.models import model_trunk
 
 # %% [markdown]

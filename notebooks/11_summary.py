@@ -45,7 +45,7 @@ from iqalib.analysis.claims import (
     summary_sentences,
 )
 from iqalib.analysis.words import numbers_say
-from iqalib.experiments import runs_table
+from iqalib.results import runs_table
 
 # %%
 claims = claims_table(out_dir, link=chapter_link)

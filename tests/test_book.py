@@ -387,7 +387,7 @@ def test_jupytext_server_extension_is_enabled_in_the_environment():
 
 # ------------------------------------------------- library behind the chapters
 def test_runs_table_reads_medians_and_settings_from_run_files(tmp_path):
-    from iqalib.experiments import FINGERPRINT, runs_table
+    from iqalib.results import FINGERPRINT, runs_table
 
     run = tmp_path / "hyperiqa_lite0"
     run.mkdir()
@@ -406,7 +406,8 @@ def test_runs_table_reads_medians_and_settings_from_run_files(tmp_path):
 
 @pytest.mark.book
 def test_missing_sets_are_listed_not_fatal(smoke_book, tmp_path):
-    from iqalib.experiments import available_tables, cross_dataset_matrix, load_results
+    from iqalib.experiments import available_tables, cross_dataset_matrix
+    from iqalib.results import load_results
 
     tables, missing = available_tables({"demo": None, "livec": tmp_path / "absent"})
     assert list(tables) == ["demo"] and list(missing) == ["livec"] and str(tmp_path) in missing["livec"]

@@ -292,7 +292,7 @@ def test_run_many_reads_back_finished_runs_and_names_failed_ones(sequential, tmp
     from iqalib.engine import parallel
     from iqalib.files import atomic_write_json
     from iqalib.engine.provenance import fingerprint
-    from iqalib.experiments import FINGERPRINT
+    from iqalib.engine.runfolder import STAMP as FINGERPRINT
 
     finished = from_dict(sequential["round_results"][0]["config"])
     # Stamped as run_or_load stamps a run it trained: run_many must read it back, not start a worker.

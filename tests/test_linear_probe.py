@@ -123,7 +123,7 @@ def test_probe_reads_the_heads_feature_bank_and_runs_their_protocol(head_and_pro
         assert mine["test"]["n"] == len(predictions)
         assert mine["features"] == sum(BACKBONES["lite0"].channels)  # one average per channel and stage
     # The heads' table reads the probe like a run; a frozen-trunk probe beats chance on this slice.
-    from iqalib.experiments import results_table
+    from iqalib.results import results_table
 
     table = results_table({"head": head, "probe": probe}).set_index("run")
     assert table.loc["probe", "model"] == "linear_probe_lite0" and table.loc["probe", "rounds"] == 2

@@ -9,6 +9,7 @@ import pytest
 from iqalib.data import livec_jpeg
 from iqalib.data.datasets import DATASETS, load_dataset
 from iqalib.errors import ConfigError, DataError
+from iqalib.files import file_sha256
 
 RELEASE = ("LIVEC", "ChallengeDB_release")
 
@@ -77,8 +78,8 @@ def test_the_embedded_files_are_the_release_byte_for_byte(shared_datasets):
     sums = livec_jpeg.read_manifest()
     for name, digest in sums.items():
         if name.startswith("Images/"):
-            assert livec_jpeg.sha256_file(release / name) == digest, name
-    assert sums["NOTICE.txt"] == livec_jpeg.sha256_file(release / "README.txt")
+            assert file_sha256(release / name) == digest, name
+    assert sums["NOTICE.txt"] == file_sha256(release / "README.txt")
 
 
 def test_the_embedded_scores_are_the_release_scores(shared_datasets):

@@ -63,6 +63,22 @@ def test_editing_an_analysis_or_a_plot_keeps_the_finished_run(sources, tmp_path,
     assert again["median_test_srcc"] == first["median_test_srcc"]
 
 
+def test_editing_the_linear_probe_recomputes_it_and_keeps_every_run(sources, tmp_path):
+    from iqalib.analysis import linear_probe as probe
+
+    config = from_dict(tiny_config(write_tiny_set(tmp_path / "set"), tmp_path / "runs"))
+
+    def probe_key() -> str:  # what decides whether a finished probe is read back
+        return probe._fingerprint(config, config.train, probe.ALPHAS, "lite0")
+
+    before, runs_code = probe_key(), provenance.code_identity()
+    _edit(sources / "analysis" / "words.py")
+    assert probe_key() == before  # an analysis the probe's numbers do not depend on
+    _edit(sources / "analysis" / "linear_probe.py")
+    assert probe_key() != before
+    assert provenance.code_identity() == runs_code  # the runs' fingerprint does not cover the probe
+
+
 @pytest.mark.parametrize("edited", ["engine/fit.py", pytest.param("models/hyperiqa.py", marks=pytest.mark.slow)])
 def test_editing_the_training_loop_or_a_model_retrains(edited, sources, tmp_path, capsys):
     config = from_dict(tiny_config(write_tiny_set(tmp_path / "set"), tmp_path / "runs"))

@@ -40,7 +40,7 @@ from iqalib.data.table import IQATable
 from iqalib.engine import load_trained
 from iqalib.engine.fit import resolve_device
 from iqalib.errors import ConfigError, DataError
-from iqalib.experiments import best_checkpoint
+from iqalib.results import best_checkpoint
 from iqalib.files import atomic_write_json
 
 STAGE_COLUMNS = ("w1", "w2", "w3", "w4")

@@ -34,7 +34,7 @@ i.e. the minimiser of ``|Xw - y|^2 / n + alpha |w|^2``, solved for every
 
 Results land in ``out_dir/linear_probe_<trunk>/`` in the heads' format
 (``summary.json``, ``round_<r>/results.json`` and ``predictions.csv``), so
-:func:`iqalib.experiments.results_table`, ``runs_table`` and the paired tests
+:func:`iqalib.results.results_table`, ``runs_table`` and the paired tests
 of :func:`iqalib.analysis.compare_runs` read the probe like any run.
 """
 from __future__ import annotations
@@ -62,12 +62,14 @@ from iqalib.engine.provenance import code_identity
 from iqalib.engine.runfolder import STAMP, clear_run
 from iqalib.engine.runlock import run_lock
 from iqalib.errors import ConfigError
-from iqalib.experiments import load_results
 from iqalib.files import atomic_write_json, atomic_write_text
 from iqalib.models import list_models, model_trunk
+from iqalib.results import load_results
 
 ALPHAS = tuple(10.0 ** e for e in range(-4, 5))  # ridge strengths tried on validation, standardised features
 PROBE_VERSION = 1  # bump when the probe's results would change for the same inputs
+# The probe's code lies off the training path, so its fingerprint adds this module's source.
+PROBE_CODE = ("analysis/linear_probe.py",)
 
 
 # ------------------------------------------------------------------ algebra
@@ -156,7 +158,7 @@ def _fingerprint(config: RunConfig, train, alphas, trunk: str) -> str:
              "crops": max(train.train_patches, train.test_patches), "test_patches": train.test_patches,
              "patch": train.patch_size, "test_crops": train.test_crops, "seed": train.seed,
              "alphas": [float(a) for a in alphas], "from_bank": config.train.freeze_backbone,
-             "code": code_identity()}
+             "code": code_identity(also=PROBE_CODE)}
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -174,7 +176,7 @@ def linear_probe(config, *, alphas=ALPHAS, name: str | None = None, force: bool 
     written to ``config.out_dir / name`` (default ``linear_probe_<trunk>``, e.g.
     ``linear_probe_lite0``: one probe per trunk serves every head on it) and read
     back when the same probe already finished there. Returns
-    :func:`iqalib.experiments.load_results`' dict: ``test_per_round``,
+    :func:`iqalib.results.load_results`' dict: ``test_per_round``,
     ``median_test_srcc``..., and ``round_results`` (each with the chosen
     ``alpha`` and the validation SRCC of every strength in ``validation``).
     """

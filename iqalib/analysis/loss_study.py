@@ -35,7 +35,7 @@ from iqalib.analysis.runs import OUTSIDE_MARGIN, OUTSIDE_SHARE
 from iqalib.analysis.significance import MIN_ROUNDS_FOR_TESTS, SIGNIFICANCE, too_few_rounds
 from iqalib.config import RunConfig, validate
 from iqalib.data.datasets import load_dataset
-from iqalib.experiments import predictions_frame
+from iqalib.results import predictions_frame
 from iqalib.files import atomic_write_json
 from iqalib.errors import DataError, IQAError
 from iqalib.losses import list_losses, loss_info

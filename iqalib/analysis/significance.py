@@ -44,7 +44,7 @@ from iqalib.analysis.claims import claim_row
 from iqalib.analysis.words import counted, median_and_range
 from iqalib.data.datasets import load_dataset
 from iqalib.errors import DataError
-from iqalib.experiments import predictions_frame
+from iqalib.results import predictions_frame
 
 SIGNIFICANCE = 0.05  # a p-value below this is significant: per round (bootstrap) and across rounds (sign test)
 MIN_ROUNDS = {"range": 2, "iqr": 4, "boxplot": 5, "sign_test": 6, "wilcoxon": 6}
@@ -98,7 +98,7 @@ def paired_round_differences(run_a, run_b, *, metric: str = "srcc", n_boot: int 
     """Per round: ``metric`` of A and of B on their common test images, ``delta`` = A - B, CI, p-value.
 
     ``run_a`` / ``run_b`` are run folders or predictions frames (``image, mos,
-    pred[, round]``, as :func:`iqalib.experiments.predictions_frame` gives).
+    pred[, round]``, as :func:`iqalib.results.predictions_frame` gives).
     Rounds present in both are compared; rounds whose test images differ
     (another split seed) raise a DataError. For ``rmse`` a negative delta means A is better.
     ``groups`` maps image names to their source (a Series or dict); ``"auto"``

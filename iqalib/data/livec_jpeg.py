@@ -20,7 +20,6 @@ these 627 meets them as an untouched test set (``livec_rest``).
 """
 from __future__ import annotations
 
-import hashlib
 import shutil
 from pathlib import Path
 
@@ -29,6 +28,7 @@ import pandas as pd
 from iqalib.data.datasets import EMBEDDED_LIVEC as FOLDER
 from iqalib.data.datasets import load_livec
 from iqalib.errors import DataError
+from iqalib.files import file_sha256
 
 TABLE = "scores.csv"
 NOTICE = "NOTICE.txt"
@@ -65,14 +65,6 @@ Made by `iqalib.data.livec_jpeg.embed_livec_jpeg(release, dest)` from a copy of
 """
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def read_manifest(folder: Path = FOLDER) -> dict[str, str]:
     """``{relative path: sha256}`` from ``folder/SHA256SUMS`` (``sha256sum`` format)."""
     path = Path(folder) / MANIFEST
@@ -94,7 +86,7 @@ def verify_embedded(folder: Path = FOLDER) -> list[str]:
     sums = read_manifest(folder)
     problems = [f"{name}: missing" for name in sums if not (folder / name).is_file()]
     problems += [f"{name}: changed" for name, digest in sums.items()
-                 if (folder / name).is_file() and sha256_file(folder / name) != digest]
+                 if (folder / name).is_file() and file_sha256(folder / name) != digest]
     listed = set(sums) | {MANIFEST}
     problems += [f"{p.relative_to(folder).as_posix()}: not in {MANIFEST}" for p in sorted(folder.rglob("*"))
                  if p.is_file() and p.relative_to(folder).as_posix() not in listed]
@@ -123,5 +115,5 @@ def embed_livec_jpeg(release: str | Path, dest: str | Path) -> Path:
     shutil.copyfile(release / "README.txt", dest / NOTICE)
     (dest / "README.md").write_text(_README.format(n=N_IMAGES))
     files = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file())
-    (dest / MANIFEST).write_text("".join(f"{sha256_file(dest / f)}  {f}\n" for f in files))
+    (dest / MANIFEST).write_text("".join(f"{file_sha256(dest / f)}  {f}\n" for f in files))
     return dest

@@ -68,13 +68,16 @@ def source_hash(root: str | Path = PACKAGE_ROOT, paths=None) -> str:
 
 
 @functools.lru_cache(maxsize=None)
-def code_identity() -> dict:
+def code_identity(also: tuple[str, ...] = ()) -> dict:
     """The training code: ``{"version": iqalib's version, "sources": hash of CODE_PATHS[:16]}``.
 
-    Computed once per process (the sources of a running process do not change
-    under it). Stored in results.json, summary.json and model cards.
+    ``also`` adds files off the training path (relative to the package) that a
+    result computed there depends on: the linear probe names its own module, so
+    an edit to it recomputes the probe and still keeps every run. Computed once
+    per process (the sources of a running process do not change under it).
+    Stored in results.json, summary.json and model cards.
     """
-    return {"version": __version__, "sources": source_hash(PACKAGE_ROOT, CODE_PATHS)[:16]}
+    return {"version": __version__, "sources": source_hash(PACKAGE_ROOT, CODE_PATHS + tuple(also))[:16]}
 
 
 # ------------------------------------------------------------------ data

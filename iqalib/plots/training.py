@@ -58,7 +58,7 @@ def example_images(table: IQATable):
 def learning_curves(results: Mapping, history: pd.DataFrame):
     """Training loss and validation SRCC per epoch, one line per round.
 
-    ``history`` is :func:`iqalib.experiments.history_frame` of ``results``;
+    ``history`` is :func:`iqalib.results.history_frame` of ``results``;
     the selected (best-validation) epoch of each round is marked.
     """
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -91,7 +91,7 @@ def prediction_scatter(predictions: pd.DataFrame, title: str = ""):
 def comparison_bars(table: pd.DataFrame, metric: str = "srcc"):
     """Median test ``metric`` per run with its min-max range over rounds.
 
-    ``table`` is :func:`iqalib.experiments.results_table`.
+    ``table`` is :func:`iqalib.results.results_table`.
     """
     fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(table), 3.6))
     x = np.arange(len(table))
