@@ -57,9 +57,48 @@ from iqalib.analysis.significance import comparison_claim, comparison_sentences
 from iqalib.analysis.words import numbers_say
 from iqalib.data.demo import label_ceilings
 from iqalib.plots.ablation import format_comparisons
+from iqalib.plots.diagrams import plot_architecture
 from iqalib.experiments import train_models
 from iqalib.results import finished_results, history_frame, predictions_frame, results_table
 from iqalib.models import model_trunk
+
+# %% [markdown]
+# ## What SMART-IQA changes, as equations
+# Everything of [chapter 3](03_baseline.ipynb)'s equations stays (the target network's input
+# $v$, `conv1`, the generated layers $\theta(x)$, the target network and the mean over crops)
+# except what the hyper network reads. Each stage is pooled to 7x7,
+# $G_s = P_7(S_s) \in \mathbb{R}^{C_s \times 7 \times 7}$ for $s = 1, \dots, 4$, and the **stage
+# attention** (`model.multiscale_attention`, `iqalib.models.attention.MultiScaleAttention`)
+# computes one logit per stage from the *context* $c = P_1(S_4) \in \mathbb{R}^{C_4}$, the
+# global average of the last stage, with a two-layer MLP $M_1$, $M_2$ (`net[0]` and `net[3]`,
+# hidden width 256; dropout `attention_dropout` = 0.5 while training), and a softmax turns the
+# logits into weights:
+#
+# $$
+# e = M_2\Big(\operatorname{Dropout}\big(\operatorname{ReLU}(M_1 c)\big)\Big) \in \mathbb{R}^4,
+# \qquad
+# a_s = \frac{\exp(e_s)}{\sum_{k=1}^{4} \exp(e_k)}, \qquad a_s > 0, \quad \sum_{s=1}^{4} a_s = 1 .
+# $$
+#
+# $M_1$ and $M_2$ start with weights drawn from $\mathcal{N}(0, 0.01^2)$ and zero biases, so every
+# $a_s$ starts near $1/4$. The **fusion** scales each stage's map by its weight and concatenates
+# the four along the channels (the module returns `fused`, $G$ below, and `weights`, $a$):
+#
+# $$
+# G = \big[a_1 G_1;\ a_2 G_2;\ a_3 G_3;\ a_4 G_4\big]
+# \in \mathbb{R}^{(C_1 + C_2 + C_3 + C_4) \times 7 \times 7},
+# $$
+#
+# which replaces HyperIQA's $G = P_7(S_4)$ as the input of `conv1` (of widths 512 and 256 here,
+# 1024 and 512 in HyperIQA). Without the attention (`attention=False`, the middle arm of
+# [chapter 5](05_ablations.ipynb)) every $a_s = 1$: the plain concatenation. While training,
+# SMART-IQA's models also drop units (`dropout` = 0.4) after `conv1` and after FC1..FC3 of the
+# target network. The diagram below is drawn from one forward pass of the chapter's largest
+# SMART-IQA model, built without trained weights (`iqalib.plots.diagrams`): the stage attention
+# is the box on top, and the hyper network now reads all four stages.
+
+# %% mystnb={"image": {"alt": "Block diagram of SMART-IQA: the trunk's four stages feed the LDA branches and the target network FC1 to FC5 below; all four stages, weighted by the stage attention computed from the last stage, feed the hyper network above, whose generated weights and biases drop into each target layer; every box gives the shape its block outputs for one crop"}}
+plot_architecture(iqalib.create_model(models[-1], pretrained=False));
 
 # %% [markdown]
 # ## Train (or read back the finished runs)
@@ -72,14 +111,14 @@ results = train_models(models, out_dir=out_dir, dataset=dataset,
 # %% [markdown]
 # ## Learning curves
 
-# %%
+# %% mystnb={"image": {"alt": "Learning curves of each SMART-IQA model: training loss and validation SRCC per epoch, the epoch kept for testing circled"}}
 for name, result in results.items():
     plots.learning_curves(result, history_frame(result));
 
 # %% [markdown]
 # ## Predicted score against MOS (test split of round 0)
 
-# %%
+# %% mystnb={"image": {"alt": "Scatter plot of predicted score against MOS for the test images of round 0, one per SMART-IQA model"}}
 for name, result in results.items():
     plots.prediction_scatter(
         predictions_frame(f"{out_dir}/{name}", 0), f"{name} on {result['data']}"
@@ -126,7 +165,7 @@ ceilings
 # %% [markdown]
 # Every round as a dot, the dots of one round (one test split) joined:
 
-# %%
+# %% mystnb={"image": {"alt": "Test SRCC of every run, HyperIQA and SMART-IQA, one dot per round, the dots of one round (one test split) joined, the medians marked"}}
 plots.comparison_rounds(runs);
 
 # %% [markdown]
