@@ -43,7 +43,8 @@ seed = 0
 device = "cpu"
 split_seed = 0
 fractions = [0.5, 0.25, 0.25]
-recipe = {"rounds": 1, "epochs": 1, "train_patches": 1, "test_patches": 1, "freeze_backbone": True}
+recipe = {"rounds": 1, "epochs": 1, "train_patches": 1, "test_patches": 1,
+          "freeze_backbone": True}
 other_sets = {}
 
 # %%

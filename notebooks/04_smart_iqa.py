@@ -59,7 +59,8 @@ from iqalib.data.demo import label_ceilings
 from iqalib.plots.ablation import format_comparisons
 from iqalib.plots.diagrams import plot_architecture
 from iqalib.experiments import train_models
-from iqalib.results import finished_results, history_frame, predictions_frame, results_table
+from iqalib.results import (finished_results, history_frame, predictions_frame,
+                            results_table)
 from iqalib.models import model_trunk
 
 # %% [markdown]

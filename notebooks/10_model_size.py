@@ -95,7 +95,8 @@ conditions = costs.attrs["conditions"]
 print(
     f"{conditions['machine']}; {conditions['precision']}, batch {conditions['batch']}; "
     f"{conditions['measured']}; {conditions['timing']}; 1-min load average "
-    f"{conditions['load_average'][0]:.1f} before and {conditions['load_average'][1]:.1f} after"
+    f"{conditions['load_average'][0]:.1f} before and "
+    f"{conditions['load_average'][1]:.1f} after"
 )
 costs[
     [
@@ -134,5 +135,6 @@ record_claims(out_dir, "10_model_size", [worth])
 numbers_say(
     model_size.model_size_sentences(costs, train_rates=train_rates),
     [not_compared] if not_compared else [],
-    [f"Is SMART-IQA worth its cost? {worth['verdict'].capitalize()}; {worth['edition']}."],
+    [f"Is SMART-IQA worth its cost? {worth['verdict'].capitalize()}; "
+     f"{worth['edition']}."],
 )
