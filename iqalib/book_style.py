@@ -11,6 +11,8 @@ chapter shows tables the same way without a line of set-up in the notebook:
   ``3e-05``, a stage weight of ``9.4e-06``) or a large one keeps two
   significant digits instead (``9.4e-06``, ``3.9e+08``), never a column of
   ``9.41234e-06``.
+* **Whole tables**: no column, row or cell text is cut to "…" (wide tables
+  scroll sideways on the page instead, ``_static/wide_tables.css``).
 * **Progress bars**: libraries that pick a bar with ``tqdm.auto`` (the model
   hub client that timm imports does) get tqdm's plain text bar, which is
   what ``tqdm.auto`` chooses anyway in a kernel without ``ipywidgets``; only
@@ -62,4 +64,10 @@ def apply() -> None:
     pd.set_option("display.float_format", format_number)
     pd.set_option("styler.format.formatter", format_number)
     pd.set_option("display.width", 90)  # text tables wrap at the code-cell width of the pages
+    # Nothing a reader needs is replaced by "…": every column, every row, whole cell texts
+    # (the pages scroll wide tables sideways: _static/wide_tables.css).
+    pd.set_option("display.max_columns", None)
+    pd.set_option("display.max_colwidth", None)
+    pd.set_option("display.max_rows", 1000)
+    pd.set_option("display.min_rows", 1000)
     plain_progress_bars()

@@ -72,14 +72,20 @@ from iqalib.analysis import (
     compare_runs,
     run_ablation,
 )
-from iqalib.analysis.ablation import ABLATION_LABELS, PAIR_CHANGES, ablation_pairs, pair_claim_rows
+from iqalib.analysis.ablation import (ABLATION_LABELS, PAIR_CHANGES, ablation_pairs,
+                                      pair_claim_rows)
 from iqalib.analysis.claims import record_claims
 from iqalib.analysis.linear_probe import linear_probe
 from iqalib.analysis.recipes import recipe_table
 from iqalib.analysis.selection import selection_sentences, selection_table
 from iqalib.analysis.significance import comparison_sentences
 from iqalib.analysis.words import numbers_say
-from iqalib.plots.ablation import format_ablation_table, format_comparisons, plot_ablation
+from iqalib.plots.ablation import (
+    format_ablation_table,
+    format_comparisons,
+    format_per_round,
+    plot_ablation,
+)
 
 # %% [markdown]
 # ## The runs
@@ -153,7 +159,7 @@ per_round, summary = compare_runs(ablation.run_dirs, pairs, n_boot=n_boot, seed=
 format_comparisons(summary)
 
 # %%
-per_round.round(4)
+format_per_round(per_round)
 
 # %% [markdown]
 # The full model against the floor (e), paired in the same way: what the hyper network and its

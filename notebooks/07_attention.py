@@ -83,6 +83,7 @@ from iqalib.analysis.words import numbers_say
 from iqalib.experiments import run_config, run_or_load
 from iqalib.plots.attention import (
     correlation_table,
+    format_by_round,
     plot_concentration_by_round,
     plot_heatmaps,
     plot_stage_weights,
@@ -193,7 +194,7 @@ by_round = concentration_by_round(
     groups=sources,
     known={analysis_round: weights},
 )
-by_round.round(3)
+format_by_round(by_round)
 
 # %%
 fig = plot_concentration_by_round(by_round, data_label)

@@ -44,7 +44,7 @@ recipe = {"rounds": 1, "epochs": 4, "batch_size": 32, "train_patches": 2,
 # %%
 from iqalib import plots
 from iqalib.analysis.claims import record_claims
-from iqalib.analysis.lr_sweep import lr_claim, lr_sentences
+from iqalib.analysis.lr_sweep import lr_claim, lr_sentences, lr_table
 from iqalib.analysis.recipes import learning_rate_axis
 from iqalib.analysis.words import numbers_say
 from iqalib.experiments import lr_sweep
@@ -57,9 +57,7 @@ sweep = lr_sweep(run_name, trunk_lrs, out_dir=out_dir, model=model, dataset=data
                  seed=seed, device=device, progress=False, **sweep_recipe)
 rates, rate_label = learning_rate_axis(sweep, out_dir)
 print(f"axis: {rate_label}")
-sweep.assign(rate=rates).groupby("rate")[
-    ["trunk_lr", "srcc", "plcc", "best_epoch"]
-].median()
+lr_table(sweep, rates)
 
 # %%
 plots.lr_sweep(sweep, rates=rates, label=rate_label);

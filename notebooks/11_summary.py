@@ -36,7 +36,7 @@ split_seed = 0
 fractions = [0.5, 0.25, 0.25]
 
 # %%
-from IPython.display import Markdown
+from IPython.display import Markdown, display
 
 from iqalib.analysis.claims import (
     chapter_link,
@@ -44,10 +44,13 @@ from iqalib.analysis.claims import (
     claims_table,
     summary_sentences,
 )
+from iqalib.analysis.significance import decision_rule
 from iqalib.analysis.words import numbers_say
+from iqalib.plots import format_runs_table
 from iqalib.results import runs_table
 
 # %%
+display(Markdown(f"**The book's one decision rule.** {decision_rule()}"))
 claims = claims_table(out_dir, link=chapter_link)
 Markdown(claims_markdown(claims))
 
@@ -60,7 +63,7 @@ Markdown(claims_markdown(claims))
 summary = runs_table(out_dir)
 print(f"profile {profile!r}: {len(summary)} finished run(s) in {out_dir}")
 # Metrics to 4 decimals; learning rates keep their digits (3e-05 must not print as 0.0).
-summary.round({c: 4 for c in summary.columns if c.startswith(("srcc", "plcc"))})
+format_runs_table(summary)
 
 # %% [markdown]
 # ## What the numbers say

@@ -23,7 +23,8 @@ from iqalib.analysis.performance import performance_sentences, precision_sentenc
 from iqalib.analysis.recipes import recipe_sentences
 from iqalib.analysis.runs import ceiling_sentences, headline_sentence, prediction_range_sentences, spread_sentences
 from iqalib.analysis.selection import selection_sentences, selection_table
-from iqalib.analysis.significance import comparison_sentences, pair_verdict
+from iqalib.analysis.significance import (MIN_ROUNDS_FOR_TESTS, comparison_claim, comparison_sentences, decide,
+                                          decision_rule, medians_disagree, pair_verdict)
 
 
 def _results(name="m", rounds=((1, 4, 0.70, 0.72),), data="demo (synthetic)"):
@@ -107,7 +108,8 @@ def test_few_sources_make_coarse_intervals():
 def _summary(deltas, significant, a="multiscale_attention", b="hyperiqa", sign_p=np.nan, note=""):
     rounds = len(deltas)
     return {"a": a, "b": b, "metric": "srcc", "rounds": rounds, "median_delta": float(np.median(deltas)),
-            "a_better": float(np.mean(np.asarray(deltas) > 0)), "rounds_significant": significant,
+            "a_better": float(np.mean(np.asarray(deltas) > 0)), "won": int((np.asarray(deltas) > 0).sum()),
+            "lost": int((np.asarray(deltas) < 0).sum()), "rounds_significant": significant,
             "sign_p": sign_p, "wilcoxon_p": sign_p, "tests_note": note, "resampled": "by source (3 sources)"}
 
 
@@ -117,20 +119,50 @@ def test_pair_verdict_rules():
     six_losses = _summary([-0.05] * 6, 1.0, sign_p=2 * 0.5**6)
     assert pair_verdict(six_losses) == "contradicted"
     mixed = _summary([0.05, -0.02, 0.01, 0.03, -0.01, 0.02], 0.3, sign_p=0.69)
-    assert pair_verdict(mixed) == "not supported (sign test p = 0.69)"
-    note = "a sign test needs at least 6 rounds, this run has 2"
-    two_clear = _summary([0.05, 0.04], 1.0, note=note)
-    assert pair_verdict(two_clear) == f"supported in every round, untested across rounds ({note})"
-    two_unclear = _summary([0.05, 0.04], 0.5, note=note)
-    assert pair_verdict(two_unclear) == f"untested ({note})"
+    assert pair_verdict(mixed) == "not supported (sign test p = 0.69; 4 of 6 rounds for it, 2 against)"
+    # fewer rounds than the rule needs: untested, however clearly every round went (one rule everywhere)
+    two_clear = _summary([0.05, 0.04], 1.0, note="n")
+    assert pair_verdict(two_clear) == "untested (2 rounds; the rule needs 6)"
+    five_wins = decide([0.05] * 5)
+    assert five_wins["verdict"] == "untested (5 rounds; the rule needs 6)" and five_wins["won"] == 5
+
+
+def test_decide_is_a_sign_test_of_the_paired_differences_and_the_rule_is_stated_once():
+    deltas = [0.03, 0.02, -0.01, 0.04, 0.05, 0.01, 0.02]
+    decision = decide(deltas)
+    assert decision["sign_p"] == pytest.approx(stats.binomtest(6, 7).pvalue)  # 0.125: not significant
+    assert decision["verdict"] == "not supported (sign test p = 0.12; 6 of 7 rounds for it, 1 against)"
+    assert decide([0.01] * 7)["verdict"] == "supported"
+    # for RMSE a negative difference is for the claim
+    assert decide([-0.5] * 6, lower_is_better=True)["verdict"] == "supported"
+    rule = decision_rule()
+    assert "paired difference" in rule and "sign test" in rule and f"fewer than {MIN_ROUNDS_FOR_TESTS}" in rule
+
+
+def test_paired_median_and_difference_of_medians_can_disagree_and_the_claim_says_both():
+    # Three splits; A wins two by 0.2 and loses the middle one. Per-round differences +0.2, -0.094, +0.2:
+    # their median is +0.2, while the medians of the arms (0.556 vs 0.650) differ by -0.094.
+    a, b = [0.50, 0.556, 0.90], [0.30, 0.650, 0.70]
+    deltas = np.subtract(a, b)
+    assert np.median(deltas) == pytest.approx(0.2) and np.median(a) - np.median(b) == pytest.approx(-0.094)
+    clause = medians_disagree(float(np.median(deltas)), float(np.median(a)), float(np.median(b)))
+    assert "0.556 - 0.650 = -0.094" in clause and "ΔSRCC (+0.200)" in clause and "different splits" in clause
+    assert medians_disagree(0.2, 0.7, 0.5) == ""  # same sign: nothing to explain
+    results = lambda name, values: {"name": name, "test_per_round": [{"srcc": v} for v in values]}  # noqa: E731
+    row = {**_summary(list(deltas), np.nan), "median_delta": float(np.median(deltas))}
+    claim = comparison_claim("smart_vs_hyperiqa", row, results("smart", a), results("hyper", b))
+    assert "median ΔSRCC +0.200 (paired by split) over 3 rounds" in claim["edition"]
+    assert "the medians differ the other way" in claim["edition"]
+    assert claim["verdict"] == "untested (3 rounds; the rule needs 6)"
 
 
 def test_comparison_sentence_names_the_change_and_the_resampling():
     summary = pd.DataFrame([_summary([0.05, -0.01], 0.5, a="hyperiqa_seed_recipe", b="hyperiqa")])
     sentence, = comparison_sentences(summary, {"hyperiqa_seed_recipe": "(d')", "hyperiqa": "(d)"},
                                        {("hyperiqa_seed_recipe", "hyperiqa"): "the recipe"})
-    assert sentence.startswith("(d') vs (d) (changes the recipe): median ΔSRCC +0.020, (d') better in 1 of 2 "
-                               "rounds; bootstrap by source (3 sources): p < 0.05 in 1 of 2; verdict: not supported")
+    assert sentence == ("(d') vs (d) (changes the recipe): median ΔSRCC +0.020 (paired by split), (d') better in "
+                        "1 of 2 rounds; within a round (bootstrap by source (3 sources)) p < 0.05 in 1 of 2; "
+                        "verdict: untested (2 rounds; the rule needs 6).")
 
 
 def test_recipe_sentence_fires_only_when_recipes_differ():
@@ -192,20 +224,23 @@ def test_learning_rate_jump_within_a_decade():
     sweep["best_epoch"] = [1, 3, 2] * 3
     fired = lr_sentences(sweep, rates, "head learning rate; trunk frozen")
     assert fired[0].startswith("Best median test SRCC 0.710 at head learning rate 0.01")
-    assert any("from 0.001 to 0.01 the rate moves SRCC by +0.580" in s and "the same way in 3 of 3 rounds: at this "
-               "budget training is fragile" in s for s in fired)
+    assert any("from 0.001 to 0.01 the rate moves SRCC by +0.580" in s and "the same way in 3 of 3 rounds; the "
+               "book's rule needs 6 rounds, so this step is untested" in s for s in fired)
+    assert not any("training is fragile" in s for s in fired)  # 3 rounds: one rule, untested
+    assert fired[-1] == ("By the book's rule, the claim that training is not fragile in its learning rate is "
+                         "untested (3 rounds; the rule needs 6).")
     assert any("At 0.001 a round selected epoch 1" in s for s in fired)
     one_epoch = lr_sentences(sweep, rates, "rate", epochs=1)
     assert not any("selected epoch 1" in s for s in one_epoch)
     # one round per rate: the jump is reported, but not read as the rate's
     single = lr_sentences(sweep.iloc[:3], rates[:3], "rate")
-    assert any("with 1 round per rate a change of split can move SRCC as much" in s for s in single)
-    assert not any("fragile" in s for s in single)
+    assert any("the same way in 1 of 1 round; the book's rule needs 6" in s for s in single)
+    assert not any("training is fragile" in s for s in single)
     calm = lr_sentences(sweep.assign(srcc=[0.70, 0.71, 0.70] * 3, best_epoch=3), rates, "rate")
-    assert not any("fragile" in s for s in calm) and any("at most 0.010" in s for s in calm)
+    assert not any("training is fragile" in s for s in calm) and any("at most 0.010" in s for s in calm)
     # two rates more than a decade apart are not "within one decade"
     far = lr_sentences(pd.DataFrame({"srcc": [0.13, 0.71], "best_epoch": [2, 2]}), [1e-4, 1e-2], "rate")
-    assert not any("fragile" in s for s in far) and any("No two swept rates" in s for s in far)
+    assert not any("training is fragile" in s for s in far) and any("No two swept rates" in s for s in far)
 
 
 def test_learning_rate_steps_are_paired_by_round_and_match_a_direct_computation():
@@ -224,31 +259,36 @@ def test_learning_rate_steps_are_paired_by_round_and_match_a_direct_computation(
         assert move.delta == pytest.approx(np.median(diffs))
         assert move.sign_p == pytest.approx(stats.binomtest(int((diffs > 0).sum()), len(diffs)).pvalue)
     assert moves["fragile"].tolist() == [False, True]  # +0.01 is below LR_JUMP; -0.08 in 7 of 7 rounds
+    assert moves["small"].tolist() == [True, False]  # every round's +0.01 move is below LR_JUMP: p = 0.016
     claim = lr_claim(sweep, sweep["trunk_lr"])["verdict"]
     assert claim.startswith("contradicted (from 0.0003 to 0.001 SRCC moves -0.0") and "7 of 7 rounds" in claim
+    assert "sign test p = 0.016" in claim
+    calm = sweep.assign(srcc=sweep["srcc"] - sweep["trunk_lr"].map(effect))  # no effect: every step small
+    assert lr_claim(calm, calm["trunk_lr"])["verdict"].startswith("supported (every step within one decade")
 
 
-def test_learning_rate_step_that_the_rounds_disagree_on_is_untested():
-    # 3 rounds: +0.2, +0.2, -0.2 -> median +0.2, but one round moved the other way
-    sweep = pd.DataFrame({"srcc": [0.5, 0.7, 0.5, 0.7, 0.7, 0.5], "round": [0, 0, 1, 1, 2, 2], "best_epoch": 3})
-    rates = [1e-3, 1e-2] * 3
+def test_learning_rate_step_that_the_rounds_disagree_on_is_not_read_as_the_rates():
+    # 7 rounds: +0.2 in 5, -0.2 in 2 -> median +0.2, sign test p = 0.45: the rule finds no move
+    up, down = [0.5, 0.7], [0.7, 0.5]
+    sweep = pd.DataFrame({"srcc": up * 5 + down * 2, "round": np.repeat(range(7), 2), "best_epoch": 3})
+    rates = [1e-3, 1e-2] * 7
     moves = lr_moves(sweep, rates)
-    assert moves.loc[0, "same_way"] == 2 and not moves.loc[0, "fragile"]
+    assert moves.loc[0, "same_way"] == 5 and not moves.loc[0, "fragile"] and not moves.loc[0, "small"]
     assert lr_claim(sweep, rates)["verdict"] == (
-        "untested (from 0.001 to 0.01 SRCC moves +0.200, but only 2 of 3 rounds moved that way)")
-    assert any("but only 2 of 3 rounds moved that way: the split moves SRCC as much as the rate" in s
-               for s in lr_sentences(sweep, rates, "rate"))
+        "not supported (from 0.001 to 0.01 SRCC moves +0.200, sign test p = 0.45: neither shown to move it by "
+        "0.03 nor shown to stay below that)")
+    assert any("but only 5 of 7 rounds moved that way (sign test p = 0.45): by the book's rule the step does not "
+               "move SRCC" in s for s in lr_sentences(sweep, rates, "rate"))
     # rounds that no two rates share pair nothing: no verdict, and no crash
+    rates = [1e-3, 1e-2] * 3
     apart = pd.DataFrame({"srcc": [0.5, 0.7] * 3, "round": [0, 3, 1, 4, 2, 5], "best_epoch": 3})
     assert lr_claim(apart, rates)["verdict"] == (
         "untested (neighbouring rates share no round, so no split pairs them)")
     assert lr_sentences(apart, rates, "rate")[1] == (
         "Neighbouring rates within one decade share no round, so no split pairs them.")
-    # 3 rounds per rate but only 2 shared: two pairs cannot decide, however alike
+    # 3 rounds per rate but only 2 shared: the rule counts the pairs
     shared_two = pd.DataFrame({"srcc": [0.5, 0.7] * 3, "round": [0, 0, 1, 1, 2, 5], "best_epoch": 3})
-    assert lr_claim(shared_two, rates)["verdict"] == (
-        "untested (from 0.001 to 0.01 only 2 rounds pair the two rates, a verdict needs 3)")
-    assert any("but with 2 rounds per rate a change of split" in s for s in lr_sentences(shared_two, rates, "rate"))
+    assert lr_claim(shared_two, rates)["verdict"] == "untested (2 rounds; the rule needs 6)"
 
 
 def test_cost_inconsistency_is_flagged():
@@ -287,16 +327,15 @@ def test_pipeline_above_the_model_alone_is_flagged():
 
 def test_claims_are_recorded_by_chapters_and_collected(tmp_path):
     rows = pair_claim_rows(pd.DataFrame([_summary([0.05, 0.04], 1.0, note="n")]))
-    assert rows[0]["claim"] == "smart_vs_hyperiqa" and rows[0]["verdict"].startswith("supported in every round")
+    assert rows[0]["claim"] == "smart_vs_hyperiqa" and rows[0]["verdict"] == "untested (2 rounds; the rule needs 6)"
     record_claims(tmp_path, "04_smart_iqa", rows)
     table = claims_table(tmp_path, link=lambda stem: f"[{stem}]({stem}.ipynb)")
     assert len(table) == len(CLAIMS)
     first = table.iloc[0]
     assert first["chapter"] == "[04_smart_iqa](04_smart_iqa.ipynb)" and "0.9378" in first["seed (SMART-IQA report)"]
-    assert first["this edition"] == "median ΔSRCC +0.045 over 2 rounds"
-    assert (table["verdict"].iloc[1:] == "untested").all()
-    assert summary_sentences(table) == [f"This edition tests 1 of the book's {len(CLAIMS)} claims: "
-                                          "1 supported."]
+    assert first["this edition"] == "median ΔSRCC +0.045 (paired by split) over 2 rounds"
+    assert table["verdict"].iloc[1:].str.startswith("untested (").all()  # every untested claim says why
+    assert summary_sentences(table)[0].startswith(f"This edition decides 0 of the book's {len(CLAIMS)} claims")
     assert json.loads((tmp_path / "claims" / "04_smart_iqa.json").read_text())["chapter"] == "04_smart_iqa"
     with pytest.raises(KeyError, match="unknown claim"):
         claim_row("nonsense", "", "")
@@ -321,13 +360,13 @@ def test_transfer_lr_and_attention_claims():
     assert transfer_claim(three)["verdict"] == "supported"  # decided by the real pair alone
     assert "labels are simulated" not in " ".join(cross_dataset_sentences(two.assign(synthetic=False)))
     sweep, rates = _three_rounds([0.13, 0.71], [1e-3, 1e-2])
-    assert lr_claim(sweep, rates)["verdict"] == (
-        "contradicted (from 0.001 to 0.01 SRCC moves +0.580, the same way in 3 of 3 rounds)")
-    assert lr_claim(sweep.assign(srcc=[0.70, 0.71] * 3), rates)["verdict"] == (
-        "supported (at most 0.010 within one decade, below 0.03)")
+    six = pd.concat([sweep, sweep], ignore_index=True)
+    assert lr_claim(six, rates * 2)["verdict"] == (
+        "contradicted (from 0.001 to 0.01 SRCC moves +0.580, the same way in 6 of 6 rounds, sign test p = 0.031)")
+    assert lr_claim(six.assign(srcc=[0.70, 0.71] * 6), rates * 2)["verdict"].startswith("supported (")
+    assert lr_claim(sweep, rates)["verdict"] == "untested (3 rounds; the rule needs 6)"
     assert lr_claim(sweep, [1e-4, 1e-2] * 3)["verdict"] == "untested (no two rates within one decade)"
-    assert lr_claim(sweep.iloc[:2], rates[:2])["verdict"] == (
-        "untested (1 round per rate; a change of split moves SRCC as much, a verdict needs 3)")
+    assert lr_claim(sweep.iloc[:2], rates[:2])["verdict"] == "untested (1 round; the rule needs 6)"
 
     class Stats:
         alpha, n_images, resampling = 0.05, 40, "by image (40 images)"
@@ -451,7 +490,7 @@ def test_too_few_sources_give_no_interval_no_p_value_and_say_why():
     assert np.isnan(row["rounds_significant"])
     sentence, = comparison_sentences(pd.DataFrame([row]))
     assert "no bootstrap test within a round (by source (2 sources): no test" in sentence
-    assert sentence.endswith("verdict: untested (a sign test needs at least 6 rounds, this run has 1).")
+    assert sentence.endswith("verdict: untested (1 round; the rule needs 6).")
     by_image = combine_rounds(paired_round_differences(a, b, n_boot=200, groups=None))
     assert by_image["rounds_significant"] == 1.0  # 60 independent images: a clear difference is found
 
@@ -484,13 +523,11 @@ def test_attention_claim_is_judged_across_the_rounds_models():
     assert attention_claim(None, None, _by_round([-1] * 7))["verdict"] == "contradicted"
     # 4 of 7 the other way: p = 1 by the binomial test, whatever one model says
     mixed = attention_claim(None, None, _by_round([1, -1, 1, -1, 1, -1, -1]))
-    assert mixed["verdict"] == "not supported (sign test p = 1.00)"
+    assert mixed["verdict"] == "not supported (sign test p = 1.00; 3 of 7 rounds for it, 4 against)"
     # 3 rounds cannot carry a sign test (6 needed), even with every interval above 0
     three = _by_round([1, 1, 1])
     assert (three["low"] > 0).all()
-    assert attention_claim(None, None, three)["verdict"] == (
-        "untested (one model is one draw of the training; across rounds a sign test needs at least 6 rounds, "
-        "this run has 3)")
+    assert attention_claim(None, None, three)["verdict"] == "untested (3 rounds; the rule needs 6)"
 
 
 def test_rounds_summary_matches_a_direct_sign_test_and_leaves_collapsed_models_out():
@@ -510,7 +547,7 @@ def test_rounds_summary_matches_a_direct_sign_test_and_leaves_collapsed_models_o
     assert sentences[0].startswith("In 1 of 8 rounds the attention collapsed onto one stage")
     assert "positive in 6 of 7" in sentences[1]
     assert sentences[-1] == f"Across rounds (sign test p = {stats.binomtest(6, 7).pvalue:.3f}) the claim is " \
-        f"not supported (sign test p = {stats.binomtest(6, 7).pvalue:.2f})."
+        f"not supported (sign test p = {stats.binomtest(6, 7).pvalue:.2f}; 6 of 7 rounds for it, 1 against)."
 
 
 def test_concentration_by_round_marks_a_collapsed_model_and_keeps_each_rounds_interval():

@@ -371,14 +371,16 @@ def claim_verdict(stats: AttentionStatistics) -> str:
     level = round(100 * (1 - stats.alpha))
     interval = (f"{level}% bootstrap CI [{row['low']:+.3f}, {row['high']:+.3f}]"
                 if np.isfinite(row["low"]) and np.isfinite(row["high"]) else "no interval")
-    numbers = f"Spearman(concentration, MOS) = {row['srcc']:+.3f}, {interval} over {stats.n_images} test images"
+    srcc = f"{row['srcc']:+.3f}" if np.isfinite(row["srcc"]) else "undefined"
+    numbers = f"Spearman(concentration, MOS) = {srcc}, {interval} over {stats.n_images} test images"
     top, bottom = stats.terciles.loc["high"], stats.terciles.loc["low"]
     terciles = (f"mean largest stage weight {top['max_weight']:.3f} in the highest MOS third vs "
                 f"{bottom['max_weight']:.3f} in the lowest (uniform attention: {UNIFORM_WEIGHT:.2f})")
     if not np.isfinite(row["srcc"]):
         verdict = "Undecided: the concentration or the MOS is constant, so no correlation can be computed"
     elif not (np.isfinite(row["low"]) and np.isfinite(row["high"])):
-        verdict = f"Untested: no interval ({stats.resampling})"
+        unit, _, why = stats.resampling.partition(": no interval, ")
+        verdict = f"Untested: no interval ({unit}: {why})" if why else f"Untested: no interval ({unit})"
     elif row["low"] > 0:
         verdict = "Supported: higher-quality images concentrate their attention on fewer stages"
     elif row["high"] < 0:

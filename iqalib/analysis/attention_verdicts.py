@@ -7,7 +7,9 @@ has collapsed onto one stage (:func:`iqalib.analysis.attention.collapsed_stage`)
 the weights then barely vary, the test measures noise, and no verdict is
 given. Because one trained model is one draw of the training, the claim is
 judged across the rounds' models (:func:`iqalib.analysis.attention.rounds_summary`):
-a sign test of their correlations against 0 (:func:`across_rounds_verdict`).
+the book's one rule (:func:`iqalib.analysis.significance.decision_rule`), with
+each round's correlation as its paired quantity: a two-sided sign test of the
+correlations against 0, at least 6 rounds (:func:`across_rounds_verdict`).
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import pandas as pd
 
 from iqalib.analysis.attention import COLLAPSE_WEIGHT, AttentionStatistics, collapsed_stage, rounds_summary
 from iqalib.analysis.claims import claim_row
-from iqalib.analysis.significance import SIGNIFICANCE
+from iqalib.analysis.significance import rule_verdict
 
 
 def attention_sentences(weights: pd.DataFrame, statistics: AttentionStatistics, verdict: str) -> list[str]:
@@ -76,28 +78,26 @@ def attention_claim(weights: pd.DataFrame, statistics: AttentionStatistics,
     return claim_row("attention_concentrates", edition, verdict)
 
 
-def across_rounds_verdict(summary: Mapping, alpha: float = SIGNIFICANCE) -> str:
-    """The attention claim's verdict from :func:`iqalib.analysis.attention.rounds_summary`."""
+def across_rounds_verdict(summary: Mapping) -> str:
+    """The attention claim's verdict from :func:`iqalib.analysis.attention.rounds_summary`, by the book's rule
+    (:func:`~iqalib.analysis.significance.rule_verdict`: rounds with a positive correlation are for the claim)."""
     if not summary["usable"]:
         return "untested (attention collapsed or constant in every round)"
-    if summary["tests_note"]:
-        return f"untested (one model is one draw of the training; across rounds {summary['tests_note']})"
-    if summary["sign_p"] < alpha:
-        return "supported" if summary["median"] > 0 else "contradicted"
-    return f"not supported (sign test p = {summary['sign_p']:.2f})"
+    return rule_verdict(summary["usable"], summary["positive"], summary["negative"], summary["sign_p"])
 
 
-def _attention_claim_across_rounds(by_round: pd.DataFrame, alpha: float = SIGNIFICANCE) -> dict:
+def _attention_claim_across_rounds(by_round: pd.DataFrame) -> dict:
     summary = rounds_summary(by_round)
     usable, left_out = summary["usable"], summary["left_out"]
     edition = (f"Spearman(concentration, MOS) of {usable} round(s)' models"
-               + (f": median {summary['median']:+.3f} (range {summary['min']:+.3f} to {summary['max']:+.3f}), "
-                  f"positive in {summary['positive']}" if usable else "")
+               + ((f": median {summary['median']:+.3f} (range {summary['min']:+.3f} to {summary['max']:+.3f}), "
+                   if usable > 1 else f": {summary['median']:+.3f}, ")
+                  + f"positive in {summary['positive']}" if usable else "")
                + (f"; {left_out} round(s) left out (attention collapsed or constant)" if left_out else ""))
-    return claim_row("attention_concentrates", edition, across_rounds_verdict(summary, alpha))
+    return claim_row("attention_concentrates", edition, across_rounds_verdict(summary))
 
 
-def attention_round_sentences(by_round: pd.DataFrame, alpha: float = SIGNIFICANCE) -> list[str]:
+def attention_round_sentences(by_round: pd.DataFrame) -> list[str]:
     """The seed's attention claim across the rounds' models (:func:`across_rounds_verdict` decides)."""
     summary = rounds_summary(by_round)
     usable, rounds = summary["usable"], summary["rounds"]
@@ -107,13 +107,14 @@ def attention_round_sentences(by_round: pd.DataFrame, alpha: float = SIGNIFICANC
                    "correlation is undefined); those models are left out.")
     if not usable:
         return out
-    out.append(f"Each round's model on its own test split: Spearman(concentration, MOS) median "
-               f"{summary['median']:+.3f} (range {summary['min']:+.3f} to {summary['max']:+.3f}) over {usable} "
-               f"models, positive in {summary['positive']} of {usable}; its interval lies above 0 in "
+    spread = (f"median {summary['median']:+.3f} (range {summary['min']:+.3f} to {summary['max']:+.3f}) over "
+              f"{usable} models" if usable > 1 else f"{summary['median']:+.3f} (one model, no spread)")
+    out.append(f"Each round's model on its own test split: Spearman(concentration, MOS) {spread}, positive in "
+               f"{summary['positive']} of {usable}; its interval lies above 0 in "
                f"{summary['interval_above']} and below 0 in {summary['interval_below']}.")
     if 0 < summary["interval_above"] + summary["interval_below"] < usable:
         out.append("So one model's verdict depends on which training draw it is: the claim is judged across rounds.")
-    verdict = across_rounds_verdict(summary, alpha)
+    verdict = across_rounds_verdict(summary)
     if summary["tests_note"]:
         out.append(f"Across rounds the claim is {verdict}.")
     else:

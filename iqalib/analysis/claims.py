@@ -92,7 +92,8 @@ def claims_table(out_dir: str | Path, link=lambda stem: stem) -> pd.DataFrame:
             recorded[row["claim"]] = row
     rows = []
     for claim, (text, chapter, seed) in CLAIMS.items():
-        row = recorded.get(claim, {"edition": "not run in this edition", "verdict": "untested"})
+        row = recorded.get(claim, {"edition": "not run in this edition",
+                                   "verdict": "untested (its chapter did not run in this edition)"})
         rows.append({"claim": text, "chapter": link(chapter), "seed (SMART-IQA report)": seed,
                      "this edition": row["edition"], "verdict": row["verdict"]})
     return pd.DataFrame(rows)
@@ -113,12 +114,14 @@ def claims_markdown(table: pd.DataFrame) -> str:
 
 
 def summary_sentences(table: pd.DataFrame) -> list[str]:
-    """How many of the book's claims this edition tested, and how they came out."""
-    counts = table["verdict"].str.split(" ").str[0].value_counts()
-    tested = int(len(table) - counts.get("untested", 0))
-    parts = [f"{counts.get(word, 0)} {word}" for word in ("supported", "contradicted") if counts.get(word, 0)]
-    unsupported = int(counts.get("not", 0))
-    if unsupported:
-        parts.append(f"{unsupported} not supported")
-    return [f"This edition tests {tested} of the book's {len(table)} claims: "
-            + (", ".join(parts) if parts else "none decided") + "."]
+    """How many of the book's claims this edition decided, how they came out, and how many stay untested."""
+    outcome = table["verdict"].str.split(" (", regex=False).str[0]
+    counts = outcome.value_counts()
+    decided = int(len(table) - counts.get("untested", 0))
+    order = ["supported", "partly supported", "not supported", "mixed", "contradicted"]
+    order += sorted(set(counts.index) - set(order) - {"untested"})
+    parts = [f"{counts[word]} {word}" for word in order if counts.get(word, 0)]
+    untested = int(counts.get("untested", 0))
+    return [f"This edition decides {decided} of the book's {len(table)} claims"
+            + (f": {', '.join(parts)}" if parts else "")
+            + (f"; {untested} stay untested, each with its reason in the table" if untested else "") + "."]

@@ -32,7 +32,8 @@ from iqalib import metrics
 from iqalib.analysis.ablation import ablation_configs
 from iqalib.analysis.claims import claim_row
 from iqalib.analysis.runs import OUTSIDE_MARGIN, OUTSIDE_SHARE
-from iqalib.analysis.significance import MIN_ROUNDS_FOR_TESTS, SIGNIFICANCE, too_few_rounds
+from iqalib.analysis.significance import MIN_ROUNDS_FOR_TESTS, pair_verdict, rule_verdict
+from iqalib.analysis.words import counted
 from iqalib.config import RunConfig, validate
 from iqalib.data.datasets import load_dataset
 from iqalib.results import predictions_frame
@@ -151,7 +152,8 @@ def loss_rounds(results: dict[str, dict]) -> pd.DataFrame:
 
 
 def seed_table(ours: pd.DataFrame) -> pd.DataFrame:
-    """The seed's SRCC/PLCC beside our medians, for the losses the seed reports (NaN where we lack one)."""
+    """The seed's SRCC/PLCC beside our medians (4 decimals), for the losses the seed reports; a loss this
+    edition did not train reads "not trained" in our columns."""
     rows = []
     for name, (srcc, plcc) in SEED_LOSS_RESULTS.items():
         row = {"loss": name, "seed_srcc": srcc, "seed_plcc": plcc}
@@ -163,6 +165,9 @@ def seed_table(ours: pd.DataFrame) -> pd.DataFrame:
     table["seed_rank"] = table["seed_srcc"].rank(ascending=False).astype(int)
     if "our_srcc" in table:
         table["our_rank"] = table["our_srcc"].rank(ascending=False, method="min").astype("Int64")
+        ours_columns = ["our_srcc", "our_plcc", "our_plcc_logistic", "our_rank"]
+        trained = table["our_srcc"].notna()
+        table[ours_columns] = table[ours_columns].round(4).astype(object).where(trained, "not trained")
     return table
 
 
@@ -183,37 +188,38 @@ def protocol_differences(config: RunConfig, data_label: str) -> list[str]:
 
 # ------------------------------------------------------------------ verdicts
 
-def _status(row, alpha: float) -> str:
-    if row["rounds"] < MIN_ROUNDS_FOR_TESTS or not np.isfinite(row["sign_p"]):
-        return "untested"
-    if row["sign_p"] < alpha:
-        return "worse" if row["median_delta"] < 0 else "better"
-    return "tie"
+# The book's verdict on "this loss beats L1" (pair_verdict), as the loss chapter words it.
+_STATUS = {"supported": "better", "contradicted": "worse", "not supported": "tie", "untested": "untested"}
 
 
-def rank_losses_vs_l1(summary: pd.DataFrame, alpha: float = SIGNIFICANCE) -> pd.DataFrame:
+def _status(row) -> str:
+    return _STATUS[pair_verdict(row).split(" (")[0]]
+
+
+def rank_losses_vs_l1(summary: pd.DataFrame) -> pd.DataFrame:
     """Rows of a :func:`~iqalib.analysis.significance.compare_runs` summary for the seed's rank-based
-    losses against L1, with ``status``: worse / better (two-sided sign test across rounds p < alpha,
-    the book's rule, as :func:`iqalib.analysis.significance.pair_verdict`), tie, or untested (fewer than
-    :data:`~iqalib.analysis.significance.MIN_ROUNDS_FOR_TESTS` rounds)."""
+    losses against L1, with ``status``: the book's one rule on "the loss beats L1"
+    (:func:`iqalib.analysis.significance.pair_verdict`): better, worse, tie (not significant) or
+    untested (fewer than :data:`~iqalib.analysis.significance.MIN_ROUNDS_FOR_TESTS` rounds)."""
     rows = summary[(summary["b"] == REFERENCE) & summary["a"].isin(RANK_BASED)].copy()
-    rows["status"] = [_status(r, alpha) for _, r in rows.iterrows()]
+    rows["status"] = [_status(r) for _, r in rows.iterrows()]
     return rows.set_index("a")
 
 
-def seed_claim_verdict(summary: pd.DataFrame, alpha: float = SIGNIFICANCE) -> str:
+def seed_claim_verdict(summary: pd.DataFrame) -> str:
     """A sentence on the seed's conclusion "plain regression losses beat rank-based ones".
 
     Read as: each rank-based loss (fidelity, soft SRCC, ranking hinge) scores
     a lower test SRCC than L1 on the same splits. From the paired tests
     (``summary`` of :func:`~iqalib.analysis.significance.compare_runs`, metric
-    SRCC, B = L1): *supported* when all three are worse (sign test across
-    rounds p < alpha), *partly supported* when some are worse and none better,
-    *contradicted* when some are better and none worse, *mixed* when both,
-    *not supported* when none differs, and *untested* with fewer than five
-    rounds (then the sentence says which way the medians lean).
+    SRCC, B = L1), each decided by the book's one rule (:func:`_status`):
+    *supported* when all three are worse, *partly supported* when some are
+    worse and none better, *contradicted* when some are better and none worse,
+    *mixed* when both, *not supported* when none differs, and *untested* with
+    fewer than :data:`~iqalib.analysis.significance.MIN_ROUNDS_FOR_TESTS`
+    rounds (then the sentence says which way the paired medians lean).
     """
-    rows = rank_losses_vs_l1(summary, alpha)
+    rows = rank_losses_vs_l1(summary)
     if rows.empty:
         return "Untested: no rank-based loss (fidelity, soft_srcc, ranking) was trained against L1."
     deltas = ", ".join(f"{name} {r['median_delta']:+.4f}" for name, r in rows.iterrows())
@@ -225,8 +231,9 @@ def seed_claim_verdict(summary: pd.DataFrame, alpha: float = SIGNIFICANCE) -> st
         below = int((rows["median_delta"] < 0).sum())
         lean = ("lean towards it" if below == len(rows) else "lean against it" if below == 0
                 else f"are split ({below} of {len(rows)} below L1)")
-        return (f"Untested: {rounds} round(s) are too few for a paired test across rounds (it needs "
-                f"{MIN_ROUNDS_FOR_TESTS}); the medians {lean} ({numbers}).")
+        return (f"Untested: {counted(rounds, 'round')} {'is' if rounds == 1 else 'are'} too few for the book's "
+                f"rule (it needs "
+                f"{MIN_ROUNDS_FOR_TESTS}); the paired medians {lean} ({numbers}).")
     tests = ", ".join(f"{name} p = {r['sign_p']:.3g} (Wilcoxon {r['wilcoxon_p']:.3g})"
                       for name, r in rows.iterrows())
     detail = f"{numbers}; sign test over {rounds} rounds: {tests}"
@@ -393,32 +400,64 @@ def noisy_labels_verdict(studies: pd.DataFrame) -> str:
 
 # ------------------------------------------------------------------ claims for the summary
 
-def loss_claim_rows(summary: pd.DataFrame, studies: pd.DataFrame, alpha: float = SIGNIFICANCE) -> list[dict]:
+def loss_claim_rows(summary: pd.DataFrame, studies: pd.DataFrame) -> list[dict]:
     """Rows ``{claim, edition, verdict}`` of the claims ``regression_beats_rank`` and
     ``rank_losses_noisy_labels`` (:data:`iqalib.analysis.claims.CLAIMS`) for
     :func:`iqalib.analysis.claims.record_claims`: the seed's
     conclusion (from :func:`seed_claim_verdict`) and its guess (from :func:`noisy_labels_verdict` on
     ``studies``, never more than an observation here, so its verdict is "untested" with what was seen)."""
-    rows = rank_losses_vs_l1(summary, alpha)
+    rows = rank_losses_vs_l1(summary)
     rounds = int(rows["rounds"].min()) if len(rows) else 0
-    edition = ("median ΔSRCC vs L1 " + ", ".join(f"{n} {r['median_delta']:+.3f}" for n, r in rows.iterrows())
-               + f" over {rounds} round(s)") if len(rows) else "not run"
-    verdict = seed_claim_verdict(summary, alpha).split(":")[0].lower()
-    if verdict == "untested" and len(rows):
-        verdict += f" ({too_few_rounds('sign_test', rounds) or 'no test'})"
+    edition = ("median ΔSRCC vs L1 (paired by split) " + ", ".join(f"{n} {r['median_delta']:+.3f}"
+                                                                  for n, r in rows.iterrows())
+               + f" over {counted(rounds, 'round')}") if len(rows) else "not run"
+    verdict = seed_claim_verdict(summary).split(":")[0].lower()
+    if verdict == "untested":
+        verdict = (rule_verdict(rounds, 0, 0, np.nan) if len(rows)
+                   else "untested (no rank-based loss was trained against L1)")
     usable = studies.dropna(subset=["rank_loss_gain", "pair_disagreement"])
     seen = "; ".join(f"{r['data']}: rater disagreement {r['pair_disagreement']:.3f}, rank-loss gain "
                      f"{r['rank_loss_gain']:+.3f}" for _, r in usable.iterrows()) or "no loss study with label noise"
     guess = noisy_labels_verdict(studies).split(":")[0].split(" (")[0]
-    guess_verdict = "untested" if guess.startswith("Untested") else f"untested ({guess.lower()}; no test)"
+    if guess.startswith("Untested"):
+        have = len(usable.drop_duplicates(subset=["data"]))
+        guess_verdict = (f"untested (label noise and a loss study for {'one data set' if have == 1 else 'no data set'}"
+                         "; the guess compares data sets of different label noise)")
+    else:  # a few data sets are a few observations: an order seen, not a test
+        guess_verdict = (f"untested ({guess.lower()}, but {len(usable)} data sets are {len(usable)} observations, "
+                         "not a test)")
     return [claim_row("regression_beats_rank", edition, verdict),
             claim_row("rank_losses_noisy_labels", seen, guess_verdict)]
 
 
 # ------------------------------------------------------------------ closing sentences
 
-def what_the_numbers_say(table: pd.DataFrame, summary: pd.DataFrame, *, data_label: str,
-                         alpha: float = SIGNIFICANCE) -> list[str]:
+def losses_vs_l1_sentence(summary: pd.DataFrame) -> str:
+    """Each loss against L1, paired by round: its median ΔSRCC, the rounds it won and the book's verdict.
+
+    ``summary``: :func:`~iqalib.analysis.significance.compare_runs` rows with
+    B = L1. The verdict is the book's one rule on "the loss beats L1"
+    (:func:`~iqalib.analysis.significance.pair_verdict`); when it is
+    "untested" for every loss for the same reason, the reason is said once.
+    """
+    rows = summary[summary["b"] == REFERENCE]
+    verdicts = [pair_verdict(r) for _, r in rows.iterrows()]
+    said_once = len(set(verdicts)) == 1 and verdicts[0].startswith("untested")
+    words = {"supported": "better than L1", "contradicted": "worse than L1",
+             "not supported": "no difference shown"}
+    parts = []
+    for (_, r), verdict in zip(rows.iterrows(), verdicts):
+        rounds = int(r["rounds"])
+        won = int(r["won"]) if "won" in r else int(round(r["a_better"] * rounds))
+        outcome, _, reason = verdict.partition(" (")
+        shown = "" if said_once else f", {words.get(outcome, outcome)}" + (f" ({reason}" if reason else "")
+        parts.append(f"{r['a']} {r['median_delta']:+.3f}, above L1 in {won} of {counted(rounds, 'round')}{shown}")
+    tail = (f"; by the book's rule every comparison is {verdicts[0]}" if said_once else "")
+    return ("Each loss against L1, paired by split (median ΔSRCC over rounds, rounds above L1, the book's "
+            "verdict on \"beats L1\"): " + "; ".join(parts) + tail + ".")
+
+
+def what_the_numbers_say(table: pd.DataFrame, summary: pd.DataFrame, *, data_label: str) -> list[str]:
     """The chapter's closing sentences, chosen by the numbers.
 
     ``table``: :func:`loss_table`; ``summary``: paired tests against L1 on
@@ -429,7 +468,7 @@ def what_the_numbers_say(table: pd.DataFrame, summary: pd.DataFrame, *, data_lab
     worst = table["srcc_median"].idxmin()
     sentences.append(f"On {data_label}, {best} has the highest median test SRCC "
                      f"({table.loc[best, 'srcc_median']:.3f}) and {worst} the lowest "
-                     f"({table.loc[worst, 'srcc_median']:.3f}), over {int(table['rounds'].max())} round(s).")
+                     f"({table.loc[worst, 'srcc_median']:.3f}), over {counted(int(table['rounds'].max()), 'round')}.")
     against = summary[summary["b"] == REFERENCE].set_index("a")
     if "max_diff_to_l1" in table:
         same = [n for n in table.index if n != REFERENCE and table.loc[n, "max_diff_to_l1"] <= SAME_MODEL]
@@ -438,35 +477,8 @@ def what_the_numbers_say(table: pd.DataFrame, summary: pd.DataFrame, *, data_lab
                       "exceeds one unit, which on a 0-100 scale is nearly everywhere)" if "smooth_l1" in same else "")
             sentences.append(f"{', '.join(same)} trained the same model as L1: every test prediction "
                              f"within {SAME_MODEL:g} of L1's{reason}.")
-    if len(against) and REFERENCE in table.index:
-        rounds_run = int(table["rounds"].min())
-        if too_few_rounds("iqr", rounds_run) is None:
-            spread, what = float(table.loc[REFERENCE, "srcc_iqr"]), "interquartile range"
-        else:  # an IQR of 2-3 values is an interpolation between them: use the range
-            spread = float(table.loc[REFERENCE, "srcc_max"] - table.loc[REFERENCE, "srcc_min"])
-            what = "range"
-        within = against[against["median_delta"].abs() <= spread]
-        if too_few_rounds("range", rounds_run) is None and len(within) == len(against):
-            sentences.append(f"Every loss's median SRCC lies within L1's {what} over rounds ({spread:.3f}) "
-                             "of L1's: the choice of loss moves SRCC less than the split does.")
-        elif too_few_rounds("range", rounds_run) is None and len(within):
-            sentences.append(f"{', '.join(within.index)} lie(s) within L1's {what} over rounds "
-                             f"({spread:.3f}) of it; {', '.join(against.index.difference(within.index))} "
-                             "differ(s) by more.")
-        rounds = int(against["rounds"].min())
-        if rounds < MIN_ROUNDS_FOR_TESTS:
-            sentences.append(f"With {rounds} round(s), no difference can be tested across rounds "
-                             f"(that needs {MIN_ROUNDS_FOR_TESTS}); `rounds_significant` in the paired "
-                             "tests says how often a single test split alone tells a loss from L1.")
-        else:
-            significant = against[against["sign_p"] < alpha]
-            if len(significant):
-                sentences.append("Differences to L1 that hold across rounds (sign test p < "
-                                 f"{alpha:g}): " + ", ".join(f"{a} {r['median_delta']:+.4f}"
-                                                            for a, r in significant.iterrows()) + ".")
-            else:
-                sentences.append(f"No loss differs from L1 across the {rounds} rounds (every sign test "
-                                 f"p >= {alpha:g}).")
+    if len(against):
+        sentences.append(losses_vs_l1_sentence(summary))
     off = table[table["off_scale"] >= OUTSIDE_SHARE]
     free = table[table["scores"] != "mos"]
     if len(free):

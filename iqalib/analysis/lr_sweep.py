@@ -4,11 +4,15 @@ They read :func:`iqalib.experiments.lr_sweep`'s table (one row per rate and
 round) with the rate each row really moves
 (:func:`iqalib.analysis.recipes.learning_rate_axis`). Rounds of a sweep share
 their splits, so each step between neighbouring rates within one decade is
-measured round by round (:func:`lr_moves`). A step is fragile when it moves
-SRCC by :data:`LR_JUMP` or more the same way in every round (with 6 or more
-rounds: a sign test across rounds); with fewer than :data:`MIN_LR_ROUNDS`
-rounds per rate a change of split can move SRCC as much, and no verdict is
-given.
+measured round by round (:func:`lr_moves`) and decided by the book's one rule
+(:func:`iqalib.analysis.significance.decision_rule`: a two-sided sign test of
+the per-round differences, p < 0.05, at least 6 rounds). The claim "training
+is not fragile in its learning rate" adds an effect-size floor to its own
+definition, :data:`LR_JUMP`: a step is *fragile* when the rule finds that it
+moves SRCC and its median paired move is at least :data:`LR_JUMP`
+(contradicted); the claim is *supported* when, for every step, the rule finds
+the per-round moves smaller than :data:`LR_JUMP` (a sign test of
+``LR_JUMP - |move|``); with fewer rounds it is untested.
 """
 from __future__ import annotations
 
@@ -18,13 +22,12 @@ import numpy as np
 import pandas as pd
 
 from iqalib.analysis.claims import claim_row
-from iqalib.analysis.significance import SIGNIFICANCE, sign_test
+from iqalib.analysis.significance import MIN_ROUNDS_FOR_TESTS, decide, medians_disagree, rule_verdict
 from iqalib.analysis.words import counted
 
 # A rate step that costs as much SRCC as the seed's claimed gain of SMART-IQA over HyperIQA
 # (KonIQ-10k 0.938 vs about 0.906) would undo the architecture's gain: fragile.
 LR_JUMP = 0.03
-MIN_LR_ROUNDS = 3  # rounds per rate before a jump between rates is read as the rate's, not the split's
 
 
 def lr_moves(sweep: pd.DataFrame, rates: Sequence[float]) -> pd.DataFrame:
@@ -33,10 +36,13 @@ def lr_moves(sweep: pd.DataFrame, rates: Sequence[float]) -> pd.DataFrame:
     Rounds of a sweep share their splits (round ``r`` of every rate trains and
     tests on the same images), so the change a rate step makes is measured per
     round: ``delta`` is the median over rounds of SRCC(b) - SRCC(a), ``same_way``
-    the number of rounds that moved in its direction (of ``rounds``), and
-    ``fragile`` says the step moved SRCC by at least :data:`LR_JUMP` the same way
-    in every round (with 6 or more rounds: a sign test across rounds, p < 0.05).
-    Rounds are the ``round`` column, else the order of each rate's rows.
+    the number of rounds that moved in its direction (of ``rounds``), ``sign_p``
+    the sign test of the moves, ``verdict`` the book's rule on "the step moves
+    SRCC" (:func:`~iqalib.analysis.significance.decide`), ``fragile`` that it
+    does and by at least :data:`LR_JUMP`, and ``small`` that the rule finds
+    every round's move smaller than :data:`LR_JUMP` (a sign test of
+    ``LR_JUMP - |move|``). Rounds are the ``round`` column, else the order of
+    each rate's rows.
     """
     frame = sweep.assign(rate=np.asarray(rates, dtype=float))
     if "round" not in frame:
@@ -47,16 +53,30 @@ def lr_moves(sweep: pd.DataFrame, rates: Sequence[float]) -> pd.DataFrame:
         if b / a > 10 * (1 + 1e-9):
             continue
         diffs = (table[b] - table[a]).dropna().to_numpy()
-        delta = float(np.median(diffs)) if len(diffs) else np.nan
+        moves = decide(diffs)  # two-sided: a step moves SRCC either way
+        delta = moves["median_delta"]
         same_way = int((np.sign(diffs) == np.sign(delta)).sum()) if delta else 0
-        p, _ = sign_test(diffs)
-        consistent = (p < SIGNIFICANCE) if np.isfinite(p) else (len(diffs) >= MIN_LR_ROUNDS and same_way == len(diffs))
+        moved = moves["verdict"] in ("supported", "contradicted")
+        small = decide(LR_JUMP - np.abs(diffs))["verdict"] == "supported"
         rows.append({"a": float(a), "b": float(b), "median_a": float(table[a].median()),
                      "median_b": float(table[b].median()), "delta": delta, "rounds": len(diffs),
-                     "same_way": same_way, "sign_p": p,
-                     "fragile": bool(abs(delta) >= LR_JUMP and consistent)})
+                     "same_way": same_way, "sign_p": moves["sign_p"], "verdict": moves["verdict"],
+                     "fragile": bool(moved and abs(delta) >= LR_JUMP), "small": bool(small)})
     return pd.DataFrame(rows, columns=["a", "b", "median_a", "median_b", "delta", "rounds", "same_way",
-                                       "sign_p", "fragile"])
+                                       "sign_p", "verdict", "fragile", "small"])
+
+
+def lr_table(sweep: pd.DataFrame, rates: Sequence[float]) -> pd.DataFrame:
+    """Per rate of the axis: the trunk rate, rounds, median test SRCC and PLCC, and each round's selected epoch."""
+    frame = sweep.assign(rate=np.asarray(rates, dtype=float))
+    rows = []
+    for rate, part in frame.groupby("rate"):
+        rows.append({"rate": rate, "trunk_lr": float(part["trunk_lr"].iloc[0]) if "trunk_lr" in part else rate,
+                     "rounds": len(part), "median srcc": float(part["srcc"].median()),
+                     "median plcc": float(part["plcc"].median()) if "plcc" in part else np.nan,
+                     "selected epochs": ", ".join(str(int(e)) for e in part["best_epoch"])})
+    table = pd.DataFrame(rows).set_index("rate")
+    return table if "plcc" in frame else table.drop(columns=["median plcc"])
 
 
 def _by_rate(sweep: pd.DataFrame, rates: Sequence[float]) -> tuple[pd.DataFrame, pd.Series, int]:
@@ -66,20 +86,22 @@ def _by_rate(sweep: pd.DataFrame, rates: Sequence[float]) -> tuple[pd.DataFrame,
     return frame, medians, int(frame.groupby("rate").size().min())
 
 
-def _step_sentence(move, rounds: int) -> str:
-    """One rate step that moves SRCC by :data:`LR_JUMP` or more: fragile, too few rounds, or the split's doing."""
+def _step_sentence(move) -> str:
+    """One rate step that moves SRCC by :data:`LR_JUMP` or more: fragile, untested, or not shown by the rule."""
     step = (f"from {move.a:g} to {move.b:g} the rate moves SRCC by {move.delta:+.3f} (median over rounds, "
             f"paired by split; medians {move.median_a:.3f} and {move.median_b:.3f})")
-    paired = min(rounds, move.rounds)  # rounds that pair the two rates
-    if paired < MIN_LR_ROUNDS:
-        return (f"Within one decade, {step}, but with {counted(paired, 'round')} per rate a change of split "
-                f"can move SRCC as much (a verdict needs {MIN_LR_ROUNDS} rounds per rate).")
+    disagree = medians_disagree(move.delta, move.median_b, move.median_a)
+    step += f"; {disagree}" if disagree else ""
+    if move.rounds < MIN_ROUNDS_FOR_TESTS:
+        return (f"Within one decade, {step}, the same way in {move.same_way} of {counted(move.rounds, 'round')}; "
+                f"the book's rule needs {MIN_ROUNDS_FOR_TESTS} rounds, so this step is untested.")
     if move.fragile:
-        return (f"Within one decade, {step}, the same way in {move.same_way} of {counted(move.rounds, 'round')}: "
-                f"at this budget training is fragile in its learning rate (a step of {LR_JUMP:g} or "
-                "more is as large as the gain the seed reports for SMART-IQA over HyperIQA).")
-    return (f"Within one decade, {step}, but only {move.same_way} of {counted(move.rounds, 'round')} "
-            "moved that way: the split moves SRCC as much as the rate.")
+        return (f"Within one decade, {step}, the same way in {move.same_way} of {counted(move.rounds, 'round')} "
+                f"(sign test p = {move.sign_p:.3f}): at this budget training is fragile in its learning rate "
+                f"(a step of {LR_JUMP:g} or more is as large as the gain the seed reports for SMART-IQA over "
+                "HyperIQA).")
+    return (f"Within one decade, {step}, but only {move.same_way} of {counted(move.rounds, 'round')} moved that "
+            f"way (sign test p = {move.sign_p:.2f}): by the book's rule the step does not move SRCC.")
 
 
 def lr_sentences(sweep: pd.DataFrame, rates: Sequence[float], label: str, epochs: int | None = None) -> list[str]:
@@ -87,13 +109,13 @@ def lr_sentences(sweep: pd.DataFrame, rates: Sequence[float], label: str, epochs
 
     ``epochs`` (when known) of 1 silences the epoch-1 rule: there was no other epoch to select.
     """
-    frame, medians, rounds = _by_rate(sweep, rates)
+    frame, medians, _ = _by_rate(sweep, rates)
     best = medians.idxmax()
     out = [f"Best median test SRCC {medians.max():.3f} at {label.split(';')[0]} {best:g} "
            f"(swept {', '.join(f'{r:g}' for r in medians.index)})."]
     steps = lr_moves(sweep, rates)
     moves = steps.dropna(subset=["delta"])  # NaN: the two rates share no round
-    out += [_step_sentence(move, rounds) for move in moves[moves["delta"].abs() >= LR_JUMP].itertuples()]
+    out += [_step_sentence(move) for move in moves[moves["delta"].abs() >= LR_JUMP].itertuples()]
     if not (moves["delta"].abs() >= LR_JUMP).any() and len(medians) > 1:
         if len(moves):
             out.append(f"Neighbouring rates within one decade change SRCC by at most {moves['delta'].abs().max():.3f} "
@@ -106,12 +128,15 @@ def lr_sentences(sweep: pd.DataFrame, rates: Sequence[float], label: str, epochs
     if len(first) and epochs != 1:
         out.append(f"At {', '.join(f'{r:g}' for r in sorted(first['rate'].unique()))} a round selected epoch 1, "
                    "so there the longer training did not help.")
+    out.append(f"By the book's rule, the claim that training is not fragile in its learning rate is "
+               f"{lr_claim(sweep, rates)['verdict']}.")
     return out
 
 
 def lr_claim(sweep: pd.DataFrame, rates: Sequence[float]) -> dict:
-    """The claim row of "not fragile in its learning rate": contradicted by a rate step within one decade
-    that moves SRCC by :data:`LR_JUMP` or more the same way in every round (:func:`lr_moves`)."""
+    """The claim row of "not fragile in its learning rate" by the book's rule (:func:`lr_moves`): contradicted
+    by a rate step within one decade that the rule finds moving SRCC by :data:`LR_JUMP` or more, supported
+    when the rule finds every step's moves below :data:`LR_JUMP`, untested with too few rounds."""
     _, medians, rounds = _by_rate(sweep, rates)
     edition = ", ".join(f"{rate:g}: {value:.3f}" for rate, value in medians.items())
     if len(medians) < 2:
@@ -123,25 +148,25 @@ def lr_claim(sweep: pd.DataFrame, rates: Sequence[float]) -> dict:
     moves = moves.dropna(subset=["delta"])
     if not len(moves):
         return claim_row("lr_robust", edition, "untested (neighbouring rates share no round, so no split pairs them)")
-    if rounds < MIN_LR_ROUNDS:
-        return claim_row("lr_robust", edition, f"untested ({counted(rounds, 'round')} per rate; a change of split "
-                         f"moves SRCC as much, a verdict needs {MIN_LR_ROUNDS})")
+    paired = int(moves["rounds"].min())
+    if paired < MIN_ROUNDS_FOR_TESTS:
+        return claim_row("lr_robust", edition, rule_verdict(paired, 0, 0, np.nan))
     return claim_row("lr_robust", edition, _moves_verdict(moves))
 
 
 def _moves_verdict(moves: pd.DataFrame) -> str:
-    """The learning-rate claim's verdict from the paired rate steps (at least one, rounds enough)."""
-    largest = moves.loc[moves["delta"].abs().idxmax()]
+    """The learning-rate claim's verdict from the paired rate steps (at least one, each with the rule's rounds)."""
     fragile = moves[moves["fragile"]]
     if len(fragile):
         worst = fragile.loc[fragile["delta"].abs().idxmax()]
         return (f"contradicted (from {worst['a']:g} to {worst['b']:g} SRCC moves {worst['delta']:+.3f}, the same "
-                f"way in {int(worst['same_way'])} of {int(worst['rounds'])} rounds)")
-    if abs(largest["delta"]) >= LR_JUMP:
-        if largest["rounds"] < MIN_LR_ROUNDS:
-            return (f"untested (from {largest['a']:g} to {largest['b']:g} only "
-                    f"{counted(int(largest['rounds']), 'round')} pair the two rates, a verdict needs "
-                    f"{MIN_LR_ROUNDS})")
-        return (f"untested (from {largest['a']:g} to {largest['b']:g} SRCC moves {largest['delta']:+.3f}, but only "
-                f"{int(largest['same_way'])} of {int(largest['rounds'])} rounds moved that way)")
-    return f"supported (at most {abs(largest['delta']):.3f} within one decade, below {LR_JUMP:g})"
+                f"way in {int(worst['same_way'])} of {int(worst['rounds'])} rounds, sign test p = "
+                f"{worst['sign_p']:.3f})")
+    largest = moves.loc[moves["delta"].abs().idxmax()]
+    if moves["small"].all():
+        return (f"supported (every step within one decade moves SRCC by less than {LR_JUMP:g} in significantly "
+                f"many rounds; the largest median move is {largest['delta']:+.3f})")
+    unclear = moves[~moves["small"]].iloc[0]
+    return (f"not supported (from {unclear['a']:g} to {unclear['b']:g} SRCC moves {unclear['delta']:+.3f}, "
+            f"sign test p = {unclear['sign_p']:.2f}: neither shown to move it by {LR_JUMP:g} nor shown to stay "
+            "below that)")

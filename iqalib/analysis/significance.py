@@ -22,12 +22,25 @@ but said in words (:func:`too_few_rounds`):
   two-sided p either can reach is 2 / 2**n, which is 0.0625 for n = 5, so
   below 6 rounds no outcome could be significant at 0.05.
 
-:func:`pair_verdict` turns a :func:`combine_rounds` row into the book's
-verdict on "A beats B": with at least 6 rounds the sign test across rounds
-decides (p < :data:`SIGNIFICANCE`); with fewer, "every round, each
-significant" is the most that can be said, and the verdict says that no test
-across rounds was possible. :func:`comparison_sentences` and
-:func:`comparison_claim` put it into words and into the claims table.
+The book's one decision rule (:func:`decision_rule` states it, chapter 11
+prints it; :func:`decide` applies it) serves every claim of the form "A beats
+B" or "X changes Y", in every chapter: the two arms are **paired by split**
+(round r of each tests the same images), each round gives one paired
+difference, and the claim is decided on those differences by a **two-sided
+sign test**, p < :data:`SIGNIFICANCE`, with at least
+:data:`MIN_ROUNDS_FOR_TESTS` (6) rounds. The verdict is "supported" when
+the test is significant and the differences favour the claim, "contradicted"
+when it is significant the other way, "not supported" otherwise, and
+"untested (N rounds; the rule needs 6)" with fewer rounds, however the rounds
+came out. The number quoted with a verdict is the paired quantity, the median
+of the per-round differences; where the difference of the two medians has the
+other sign, the sentence says both and why (:func:`medians_disagree`). A claim
+may add an effect-size floor to its own definition (the learning-rate
+chapter's :data:`iqalib.analysis.lr_sweep.LR_JUMP`), stated with the claim.
+
+:func:`pair_verdict` applies the rule to a :func:`combine_rounds` row;
+:func:`comparison_sentences` and :func:`comparison_claim` put it into words
+and into the claims table.
 """
 from __future__ import annotations
 
@@ -48,7 +61,7 @@ from iqalib.results import predictions_frame
 
 SIGNIFICANCE = 0.05  # a p-value below this is significant: per round (bootstrap) and across rounds (sign test)
 MIN_ROUNDS = {"range": 2, "iqr": 4, "boxplot": 5, "sign_test": 6, "wilcoxon": 6}
-MIN_ROUNDS_FOR_TESTS = MIN_ROUNDS["sign_test"]
+MIN_ROUNDS_FOR_TESTS = MIN_ROUNDS["sign_test"]  # the decision rule's minimum number of rounds
 _STATISTIC_NAMES = {"range": "a range", "iqr": "an IQR", "boxplot": "a box plot",
                     "sign_test": "a sign test", "wilcoxon": "a Wilcoxon test"}
 
@@ -164,11 +177,72 @@ def sign_test(values) -> tuple[float, str]:
     return (float(stats.binomtest(int((nonzero > 0).sum()), len(nonzero)).pvalue) if len(nonzero) else 1.0), ""
 
 
+# ------------------------------------------------------------------ the book's one decision rule
+
+def decision_rule() -> str:
+    """The book's one decision rule, in the one sentence that states it (chapter 11 prints it)."""
+    return ("Every claim that A beats B (or that X changes Y) is decided by one rule: both arms are trained and "
+            "tested on the same splits, each round gives one paired difference, and a two-sided sign test of "
+            f"those differences across rounds decides. With p < {SIGNIFICANCE:g} the claim is supported (or "
+            f"contradicted, when the rounds favour the other side), with p >= {SIGNIFICANCE:g} it is not "
+            f"supported, and with fewer than {MIN_ROUNDS_FOR_TESTS} rounds it is untested, because with n rounds "
+            "the smallest two-sided p is 2 / 2^n (0.0625 for 5 rounds). The number quoted is the median of the "
+            "paired differences.")
+
+
+def rule_verdict(rounds: int, won: int, lost: int, sign_p: float) -> str:
+    """The verdict of :func:`decision_rule` from ``rounds`` paired differences, ``won`` of them for the claim,
+    ``lost`` against it (ties are neither) and their two-sided sign test ``sign_p``."""
+    if rounds < MIN_ROUNDS_FOR_TESTS or not np.isfinite(sign_p):
+        return f"untested ({counted(rounds, 'round')}; the rule needs {MIN_ROUNDS_FOR_TESTS})"
+    if sign_p < SIGNIFICANCE:
+        return "supported" if won > lost else "contradicted"
+    return f"not supported (sign test p = {sign_p:.2f}; {won} of {counted(rounds, 'round')} for it, {lost} against)"
+
+
+def decide(deltas, *, lower_is_better: bool = False) -> dict:
+    """:func:`decision_rule` applied to per-round paired differences (claim side minus the other).
+
+    Returns ``rounds``, ``median_delta`` (the paired quantity), ``won`` /
+    ``lost`` (rounds for / against the claim; for ``lower_is_better`` a
+    negative difference is for it), ``sign_p`` (NaN below the rule's rounds)
+    and ``verdict`` (:func:`rule_verdict`).
+    """
+    deltas = np.asarray(deltas, dtype=np.float64)
+    sign = -1.0 if lower_is_better else 1.0
+    won, lost = int((sign * deltas > 0).sum()), int((sign * deltas < 0).sum())
+    sign_p, _ = sign_test(deltas)
+    return {"rounds": len(deltas), "median_delta": float(np.median(deltas)) if len(deltas) else np.nan,
+            "won": won, "lost": lost, "sign_p": sign_p,
+            "verdict": rule_verdict(len(deltas), won, lost, sign_p)}
+
+
+def medians_disagree(median_delta: float, median_a: float, median_b: float, name: str = "SRCC") -> str:
+    """"" when the paired median and the difference of the medians agree in sign, else a clause saying both and why.
+
+    The median of the per-round differences pairs each round of A with the
+    same round (the same split) of B; the difference of the medians compares
+    A's middle round with B's middle round, which may be different splits. A
+    split that is easy for both arms moves both medians, not the paired
+    differences, so the two can have opposite signs; claims are decided on the
+    paired differences (:func:`decision_rule`).
+    """
+    gap = median_a - median_b
+    if not (np.isfinite(gap) and np.isfinite(median_delta)) or np.sign(gap) == np.sign(median_delta) or 0 in (
+            np.sign(gap), np.sign(median_delta)):
+        return ""
+    return (f"the medians differ the other way ({median_a:.3f} - {median_b:.3f} = {gap:+.3f}) because they "
+            f"compare the middle round of each arm, which can be different splits, while the median Δ{name} "
+            f"({median_delta:+.3f}) compares each split with itself; the claim is decided on the paired differences")
+
+
 def combine_rounds(per_round: pd.DataFrame) -> dict:
     """Summary of one A-vs-B comparison over rounds (rows of :func:`paired_round_differences`).
 
-    ``median_delta``, ``mean_delta``, ``a_better`` (share of rounds with
-    delta > 0; for rmse, < 0), ``rounds_significant`` (share of rounds whose
+    ``median_delta`` (the paired quantity), ``mean_delta``, ``a_better`` (share of rounds with
+    delta > 0; for rmse, < 0), ``won`` / ``lost`` (rounds for and against A), ``median_a`` /
+    ``median_b`` (each arm's median over rounds), ``verdict`` (:func:`decision_rule` on "A beats
+    B"), ``rounds_significant`` (share of rounds whose
     bootstrap p < :data:`SIGNIFICANCE`), and across rounds ``sign_p`` (two-sided binomial
     sign test, ties dropped) and ``wilcoxon_p`` when there are at least
     :data:`MIN_ROUNDS_FOR_TESTS` rounds, else NaN, with the reason in
@@ -183,18 +257,21 @@ def combine_rounds(per_round: pd.DataFrame) -> dict:
     lower_is_better = per_round["metric"].iloc[0] == "rmse"
     wins = deltas < 0 if lower_is_better else deltas > 0
     sign_p, tests_note = sign_test(deltas)
+    decision = decide(deltas, lower_is_better=lower_is_better)
     wilcoxon_p = np.nan
     if not tests_note:
         wilcoxon_p = float(stats.wilcoxon(deltas, zero_method="wilcox").pvalue) if deltas.any() else 1.0
     return {
         "a": per_round["a"].iloc[0], "b": per_round["b"].iloc[0], "metric": per_round["metric"].iloc[0],
         "rounds": len(deltas), "median_delta": float(np.median(deltas)), "mean_delta": float(deltas.mean()),
-        "a_better": float(wins.mean()),
+        "a_better": float(wins.mean()), "won": decision["won"], "lost": decision["lost"],
+        "median_a": float(per_round["value_a"].median()) if "value_a" in per_round else np.nan,
+        "median_b": float(per_round["value_b"].median()) if "value_b" in per_round else np.nan,
         # NaN where no round could be tested (too few sources: see ``resampled``)
         "rounds_significant": (float((per_round["p_value"] < SIGNIFICANCE).mean()) if per_round["p_value"].notna().any()
                                else np.nan),
         "sign_p": sign_p, "wilcoxon_p": wilcoxon_p,
-        "tests_note": tests_note,
+        "tests_note": tests_note, "verdict": decision["verdict"],
         "resampled": (", ".join(dict.fromkeys(per_round["resampled"])) if "resampled" in per_round else ""),
     }
 
@@ -226,19 +303,21 @@ def compare_runs(runs: Mapping[str, object], pairs: Iterable[tuple[str, str]], *
 # ------------------------------------------------------------------ the verdict on "A beats B"
 
 def pair_verdict(row: Mapping) -> str:
-    """"supported", "contradicted" or "not supported" (with the reason) for "A beats B", from :func:`combine_rounds`."""
-    lower_is_better = row.get("metric") == "rmse"
-    sign = -1 if lower_is_better else 1
-    if np.isfinite(row.get("sign_p", np.nan)):
-        if row["sign_p"] < SIGNIFICANCE:
-            return "supported" if sign * row["median_delta"] > 0 else "contradicted"
-        return f"not supported (sign test p = {row['sign_p']:.2f})"
-    if row.get("rounds_significant") == 1.0 and row["a_better"] in (0.0, 1.0):
-        word = "supported" if row["a_better"] == 1.0 else "contradicted"
-        return f"{word} in every round, untested across rounds ({row.get('tests_note') or 'too few rounds'})"
-    if row.get("tests_note"):  # too few rounds for a test across them: no verdict either way
-        return f"untested ({row['tests_note']})"
-    return "not supported (no consistent difference)"
+    """:func:`decision_rule`'s verdict on "A beats B" from a :func:`combine_rounds` row."""
+    rounds = int(row["rounds"])
+    won = int(row["won"]) if "won" in row else int(round(row["a_better"] * rounds))
+    lost = int(row["lost"]) if "lost" in row else rounds - won
+    return rule_verdict(rounds, won, lost, row.get("sign_p", np.nan))
+
+
+def _bootstrap_words(row: Mapping) -> str:
+    """How many rounds' own bootstrap found A and B apart, or why none could be tested."""
+    rounds = int(row["rounds"])
+    if np.isfinite(row.get("rounds_significant", np.nan)):
+        significant = int(round(row["rounds_significant"] * rounds))
+        return (f"within a round (bootstrap {row.get('resampled') or 'by image'}) p < {SIGNIFICANCE:g} in "
+                f"{significant} of {rounds}")
+    return f"no bootstrap test within a round ({row.get('resampled') or 'too few sources'})"
 
 
 def comparison_sentences(summary: pd.DataFrame, labels: Mapping[str, str] | None = None,
@@ -250,16 +329,14 @@ def comparison_sentences(summary: pd.DataFrame, labels: Mapping[str, str] | None
         a, b = labels.get(row["a"], row["a"]), labels.get(row["b"], row["b"])
         what = changes.get((row["a"], row["b"]))
         rounds = int(row["rounds"])
-        won = int(round(row["a_better"] * rounds))
-        if np.isfinite(row["rounds_significant"]):
-            significant = int(round(row["rounds_significant"] * rounds))
-            bootstrap = (f"bootstrap {row.get('resampled') or 'by image'}: p < {SIGNIFICANCE:g} in {significant} "
-                         f"of {rounds}")
-        else:
-            bootstrap = f"no bootstrap test within a round ({row.get('resampled')})"
+        won = int(row["won"]) if "won" in row else int(round(row["a_better"] * rounds))
+        metric = str(row.get("metric", "srcc")).upper()
+        disagree = medians_disagree(row["median_delta"], row.get("median_a", np.nan), row.get("median_b", np.nan),
+                                    metric)
         out.append(f"{a} vs {b}" + (f" (changes {what})" if what else "")
-                   + f": median ΔSRCC {row['median_delta']:+.3f}, {a} better in {won} of {counted(rounds, 'round')}; "
-                   f"{bootstrap}; verdict: {pair_verdict(row)}.")
+                   + f": median Δ{metric} {row['median_delta']:+.3f} (paired by split), {a} better in {won} of "
+                   f"{counted(rounds, 'round')}" + (f"; {disagree}" if disagree else "")
+                   + f"; {_bootstrap_words(row)}; verdict: {pair_verdict(row)}.")
     return out
 
 
@@ -267,11 +344,13 @@ def comparison_claim(claim: str, row: Mapping, results_a: Mapping | None = None,
                      results_b: Mapping | None = None) -> dict:
     """A claim row for "A beats B" from one :func:`combine_rounds` summary row (and the arms' results)."""
     rounds = int(row["rounds"])
-    edition = (f"median ΔSRCC {row['median_delta']:+.3f} over {rounds} rounds" if rounds > 1
+    edition = (f"median ΔSRCC {row['median_delta']:+.3f} (paired by split) over {rounds} rounds" if rounds > 1
                else f"ΔSRCC {row['median_delta']:+.3f}, one round")
     if results_a is not None and results_b is not None:
         a = [r["srcc"] for r in results_a["test_per_round"]]
         b = [r["srcc"] for r in results_b["test_per_round"]]
         edition = (f"SRCC {results_a['name']} {median_and_range(a)} vs {results_b['name']} "
                    f"{median_and_range(b)}; {edition}")
+        disagree = medians_disagree(row["median_delta"], float(np.median(a)), float(np.median(b)))
+        edition += f"; {disagree}" if disagree else ""
     return claim_row(claim, edition, pair_verdict(row))

@@ -51,3 +51,10 @@ def median_and_range(values: Sequence[float]) -> str:
     if values.size == 1:
         return f"{values[0]:.3f}"
     return f"{np.median(values):.3f} ({values.min():.3f} to {values.max():.3f})"
+
+
+def interval_words(low: float, high: float, why: str, digits: int = 3) -> str:
+    """"[+0.100, +0.500]", or "n/a (why)" where either end could not be computed (never "[+nan, +nan]")."""
+    if np.isfinite(low) and np.isfinite(high):
+        return f"[{low:+.{digits}f}, {high:+.{digits}f}]"
+    return f"n/a ({why})"

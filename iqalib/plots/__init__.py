@@ -1,12 +1,13 @@
 """The figures the book's notebooks show (seaborn on matplotlib); each returns a Figure."""
-from iqalib.plots.training import (comparison_bars, comparison_rounds, example_images, learning_curves, lr_sweep,
-                                   metric_matrix, model_size_scatter, mos_distribution,
-                                   prediction_scatter, quality_examples)
+from iqalib.plots.training import (comparison_bars, comparison_rounds, example_images, format_runs_table,
+                                   learning_curves, lr_sweep, metric_matrix, model_size_scatter,
+                                   mos_distribution, prediction_scatter, quality_examples)
 
 __all__ = [
     "comparison_bars",
     "comparison_rounds",
     "example_images",
+    "format_runs_table",
     "learning_curves",
     "lr_sweep",
     "metric_matrix",

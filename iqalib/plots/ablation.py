@@ -7,7 +7,9 @@ import pandas as pd
 import seaborn as sns
 
 from iqalib.analysis.ablation import ABLATION_LABELS
-from iqalib.analysis.significance import MIN_ROUNDS, too_few_rounds
+from iqalib.metrics import MIN_BOOTSTRAP_SOURCES
+from iqalib.analysis.significance import MIN_ROUNDS, SIGNIFICANCE, pair_verdict, too_few_rounds
+from iqalib.analysis.words import counted, interval_words
 
 
 def plot_rounds(rounds: pd.DataFrame, data_label: str, metric: str = "srcc", order=None, title: str = "Ablation"):
@@ -79,20 +81,49 @@ def format_ablation_table(table: pd.DataFrame, metric_names=("srcc", "plcc")) ->
 def format_comparisons(summary: pd.DataFrame) -> pd.DataFrame:
     """The paired-test summary (:func:`iqalib.analysis.compare_runs`), narrow, rounded and in words.
 
-    Ablation arms are named by their letter ((a)...(d)); the sign and
-    Wilcoxon p-values share one column, and below their minimum number of
-    rounds it says why they are missing (never NaN).
+    Ablation arms are named by their letter ((a)...(d)); counts of rounds read
+    "k of n"; the sign and Wilcoxon p-values share one column, and where a
+    statistic cannot be computed the cell says why (never NaN). ``verdict`` is
+    the book's one rule on "A beats B" (:func:`iqalib.analysis.significance.pair_verdict`).
     """
     def short(name):
         return ABLATION_LABELS[name].split(" ")[0] if name in ABLATION_LABELS else name
 
     rows = []
     for _, r in summary.iterrows():
-        reason = too_few_rounds("sign_test", int(r["rounds"]))
-        tests = reason or f"{r['sign_p']:.4f} / {r['wilcoxon_p']:.4f}"
-        rows.append({"comparison": f"{short(r['a'])} vs {short(r['b'])}", "rounds": int(r["rounds"]),
-                     f"median Δ{r['metric'].upper()}": round(float(r["median_delta"]), 4),
-                     "A better (share of rounds)": round(float(r["a_better"]), 2),
-                     "bootstrap p < 0.05 (share)": round(float(r["rounds_significant"]), 2),
-                     "sign / Wilcoxon p": tests, "resampled": r.get("resampled", "")})
+        rounds = int(r["rounds"])
+        reason = too_few_rounds("sign_test", rounds)
+        tests = (f"n/a ({counted(rounds, 'round')}; needs {MIN_ROUNDS['sign_test']})" if reason
+                 else f"{r['sign_p']:.4f} / {r['wilcoxon_p']:.4f}")
+        won = int(r["won"]) if "won" in r else int(round(r["a_better"] * rounds))
+        if np.isfinite(r.get("rounds_significant", np.nan)):
+            bootstrap = f"{int(round(r['rounds_significant'] * rounds))} of {rounds}"
+        else:
+            bootstrap = f"n/a (too few sources; needs {MIN_BOOTSTRAP_SOURCES})"
+        rows.append({"comparison": f"{short(r['a'])} vs {short(r['b'])}", "rounds": rounds,
+                     f"median Δ{r['metric'].upper()} (paired)": round(float(r["median_delta"]), 4),
+                     "A better (rounds)": f"{won} of {rounds}",
+                     f"bootstrap p < {SIGNIFICANCE:g} (rounds)": bootstrap,
+                     "sign / Wilcoxon p": tests, "verdict": pair_verdict(r),
+                     "resampled": str(r.get("resampled", "")).split(": no test")[0]})
     return pd.DataFrame(rows).set_index("comparison")
+
+
+def format_per_round(per_round: pd.DataFrame) -> pd.DataFrame:
+    """The per-round paired tests (:func:`iqalib.analysis.significance.paired_round_differences` rows), rounded
+    and in words: the interval and p-value of a round without a bootstrap test say why (never NaN)."""
+    def short(name):
+        return ABLATION_LABELS[name].split(" ")[0] if name in ABLATION_LABELS else name
+
+    rows = []
+    for _, r in per_round.iterrows():
+        unit, _, why = str(r.get("resampled", "")).partition(": no test, ")
+        why = f"too few sources; needs {MIN_BOOTSTRAP_SOURCES}" if why else "no bootstrap test"
+        metric = str(r["metric"]).upper()
+        rows.append({"comparison": f"{short(r['a'])} vs {short(r['b'])}", "round": int(r["round"]),
+                     "test images": int(r["n"]), f"{metric} A": round(float(r["value_a"]), 4),
+                     f"{metric} B": round(float(r["value_b"]), 4), f"Δ{metric}": round(float(r["delta"]), 4),
+                     "95% CI of Δ": interval_words(r["low"], r["high"], why, digits=4),
+                     "bootstrap p": (f"{r['p_value']:.4f}" if np.isfinite(r["p_value"]) else f"n/a ({why})"),
+                     "resampled": unit})
+    return pd.DataFrame(rows).set_index(["comparison", "round"])

@@ -8,6 +8,7 @@ import seaborn as sns
 
 from iqalib.analysis.attention import STAGE_COLUMNS, UNIFORM_WEIGHT, AttentionStatistics
 from iqalib.analysis.heatmap import HeatMap
+from iqalib.analysis.words import interval_words
 
 STAGE_LABELS = [f"stage {i + 1}" for i in range(len(STAGE_COLUMNS))]
 
@@ -95,21 +96,43 @@ def plot_weights_vs_mos(stats: AttentionStatistics, data_label: str):
                     legend=False, ax=scatter_ax)
     scatter_ax.plot(stats.terciles["mos"], stats.terciles["concentration"], "k-o", label="tercile means")
     scatter_ax.legend(fontsize=8)
+    interval = interval_words(row["low"], row["high"], "no interval: too few sources")
     scatter_ax.set_title(f"Concentration vs MOS: SRCC {row['srcc']:+.3f} "
-                         f"[{row['low']:+.3f}, {row['high']:+.3f}]", fontsize=10)
+                         + (interval if interval.startswith("[") else "(no interval: too few sources)"), fontsize=10)
     scatter_ax.set_ylabel("concentration (1 - entropy / log 4)")
     fig.suptitle(f"Attention over the whole test set - {data_label}")
     fig.tight_layout()
     return fig
 
 
+def _unit_and_reason(resampling: str) -> tuple[str, str]:
+    """("by source (3 sources)", "the images come from 3 sources, ...") from an AttentionStatistics.resampling."""
+    unit, _, why = resampling.partition(": no interval, ")
+    return unit.split(" (")[0], why or "too few sources"
+
+
 def correlation_table(stats: AttentionStatistics) -> pd.DataFrame:
-    """Spearman correlations with MOS and their intervals (the column names say what was
-    resampled), rounded for display."""
+    """Spearman correlations with MOS and their intervals (the column name says what was resampled),
+    rounded for display; where no interval could be computed the cell says why."""
     level = round(100 * (1 - stats.alpha))
-    unit = stats.resampling.split(" (")[0]  # "by source" / "by image"
-    return stats.correlations.rename(columns={"low": f"{level}% CI low ({unit})",
-                                              "high": f"{level}% CI high ({unit})"}).round(3)
+    unit, why = _unit_and_reason(stats.resampling)
+    table = stats.correlations[["srcc"]].round(3)
+    table[f"{level}% CI ({unit})"] = [interval_words(r["low"], r["high"], why)
+                                      for _, r in stats.correlations.iterrows()]
+    return table
+
+
+def format_by_round(by_round: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+    """:func:`iqalib.analysis.attention.concentration_by_round` for display: counts as integers, the interval
+    in one cell (or why there is none), a collapsed model named by its stage."""
+    level = round(100 * (1 - alpha))
+    return pd.DataFrame({
+        "test images": by_round["n"].astype(int),
+        "Spearman(concentration, MOS)": by_round["srcc"].round(3),
+        f"{level}% CI": [interval_words(r["low"], r["high"], "too few sources") for _, r in by_round.iterrows()],
+        "mean largest weight": by_round["mean_max_weight"].round(3),
+        "attention collapsed": [f"onto stage {c[1:]}" if c else "no" for c in by_round["collapsed"]],
+    }, index=by_round.index)
 
 
 def plot_concentration_by_round(by_round: pd.DataFrame, data_label: str):
@@ -129,11 +152,14 @@ def plot_concentration_by_round(by_round: pd.DataFrame, data_label: str):
     ax.set_xticks(rounds)
     ax.set_xlabel("round")
     ax.set_ylabel("Spearman(concentration, MOS)")
-    ax.set_title(f"The claim, model by model (95% intervals) - {data_label}", fontsize=10)
+    shown = ("95% intervals" if has_interval.all() else
+             "95% intervals where the test images allow one" if has_interval.any() else
+             "no intervals: too few sources to resample")
+    ax.set_title(f"The claim, model by model ({shown}) - {data_label}", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
 
-__all__ = ["HEATMAP_CMAP", "correlation_table", "plot_concentration_by_round", "plot_heatmaps",
+__all__ = ["HEATMAP_CMAP", "correlation_table", "format_by_round", "plot_concentration_by_round", "plot_heatmaps",
            "plot_stage_weights", "plot_weights_vs_mos"]

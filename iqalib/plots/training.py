@@ -88,6 +88,17 @@ def prediction_scatter(predictions: pd.DataFrame, title: str = ""):
     return fig
 
 
+def format_runs_table(table: pd.DataFrame) -> pd.DataFrame:
+    """A runs table (:func:`iqalib.results.runs_table`) for a page: counts as integers, metrics to 4
+    decimals, and a setting a run does not record (a linear probe has no epochs) in words, never NaN."""
+    out = table.round({c: 4 for c in table.columns if c.startswith(("srcc", "plcc"))}).astype(object)
+    missing = "n/a (this run records no training settings)"
+    for column in ("rounds", "epochs"):
+        if column in out:
+            out[column] = [int(v) if pd.notna(v) else missing for v in table[column]]
+    return out.where(table.notna(), missing)
+
+
 def comparison_bars(table: pd.DataFrame, metric: str = "srcc"):
     """Median test ``metric`` per run with its min-max range over rounds.
 
