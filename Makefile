@@ -3,7 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-PROFILE ?= demo
+PROFILE ?= default
+# Extra flags for `make lab`, e.g. LAB_ARGS='--port 8899 --no-browser'.
+LAB_ARGS ?=
 PYTEST_ARGS ?=
 # The quick tier: every test without a mark of pyproject.toml's [tool.pytest.ini_options] markers.
 FAST   := not slow and not book and not subprocess and not bench and not rehearsal
@@ -40,8 +42,9 @@ book: $(STAMP)
 
 # JupyterLab from the project's environment; jupytext's server extension (enabled by its
 # package) opens notebooks/NN_*.py as notebooks and saves both files of each pair.
+# As root (many containers) Jupyter refuses to start without --allow-root: added when the user id is 0.
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --ServerApp.root_dir=$(CURDIR)
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=$(CURDIR) $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)
