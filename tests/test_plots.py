@@ -108,3 +108,20 @@ def test_heat_maps_share_one_colour_map_and_one_scale_per_panel_type():
     assert {im.get_cmap().name for im in energy + quality} == {attention_plots.HEATMAP_CMAP} == {"viridis"}
     assert len({im.get_clim() for im in energy}) == 1 and len({im.get_clim() for im in quality}) == 1
     assert energy[0].get_clim()[1] == pytest.approx(max(h.attention_energy.max() for h in heatmaps.values()))
+
+
+def test_attention_figures_and_tables_name_intervals_only_when_they_have_them():
+    from iqalib.plots import attention as attention_plots
+
+    by_round = pd.DataFrame({"n": [75, 75], "srcc": [0.3, -0.1], "low": [np.nan, np.nan], "high": [np.nan, np.nan],
+                             "mean_max_weight": [0.3, 0.3], "collapsed": ["", "w2"]},
+                            index=pd.Index([0, 1], name="round"))
+    fig = attention_plots.plot_concentration_by_round(by_round, "demo")
+    assert "no intervals: too few sources" in fig.axes[0].get_title() and "95%" not in fig.axes[0].get_title()
+    with_one = by_round.assign(low=[0.1, np.nan], high=[0.5, np.nan])
+    title = attention_plots.plot_concentration_by_round(with_one, "demo").axes[0].get_title()
+    assert "95% intervals where the test images allow one" in title
+    shown = attention_plots.format_by_round(with_one)
+    assert shown["95% CI"].tolist() == ["[+0.100, +0.500]", "n/a (too few sources)"]
+    assert shown["attention collapsed"].tolist() == ["no", "onto stage 2"] and shown["test images"].dtype == int
+    assert "nan" not in shown.to_string().lower()

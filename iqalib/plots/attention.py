@@ -96,8 +96,9 @@ def plot_weights_vs_mos(stats: AttentionStatistics, data_label: str):
                     legend=False, ax=scatter_ax)
     scatter_ax.plot(stats.terciles["mos"], stats.terciles["concentration"], "k-o", label="tercile means")
     scatter_ax.legend(fontsize=8)
-    interval = interval_words(row["low"], row["high"], "no interval: too few sources")
-    scatter_ax.set_title(f"Concentration vs MOS: SRCC {row['srcc']:+.3f} "
+    interval = interval_words(row["low"], row["high"], "too few sources")
+    srcc = f"SRCC {row['srcc']:+.3f}" if np.isfinite(row["srcc"]) else "SRCC undefined (constant input)"
+    scatter_ax.set_title(f"Concentration vs MOS: {srcc} "
                          + (interval if interval.startswith("[") else "(no interval: too few sources)"), fontsize=10)
     scatter_ax.set_ylabel("concentration (1 - entropy / log 4)")
     fig.suptitle(f"Attention over the whole test set - {data_label}")
