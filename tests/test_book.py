@@ -300,6 +300,25 @@ def test_smoke_pages_print_no_nan_and_no_empty_interval(smoke_book, stem):
     assert not found, f"{stem} prints a statistic it could not compute:\n" + "\n".join(found[:20])
 
 
+def test_book_style_shows_whole_tables_with_nothing_cut():
+    import pandas as pd
+
+    from iqalib import book_style
+
+    wide = pd.DataFrame({f"column {k}": [0.5] * 100 for k in range(30)}).assign(reason="why " * 60)
+    keys = ("display.float_format", "styler.format.formatter", "display.width", "display.max_columns",
+            "display.max_colwidth", "display.max_rows", "display.min_rows")
+    saved = {key: pd.get_option(key) for key in keys}
+    try:
+        book_style.apply()
+        text, html = repr(wide), wide._repr_html_()
+    finally:
+        for key, value in saved.items():
+            pd.set_option(key, value)
+    assert "..." not in text and "…" not in text and "…" not in html and "..." not in html
+    assert "column 29" in text and ("why " * 60).strip() in text and "\n99 " in text
+
+
 def test_the_nan_scan_catches_what_it_must_and_spares_words():
     for bad in ("SRCC +0.744 [+nan, +nan]", "(c) vs (b)   NaN", "<td>nan</td>", "our_rank <NA>", "CI []"):
         assert NOT_A_NUMBER.search(bad), bad
