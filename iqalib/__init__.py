@@ -7,7 +7,9 @@ Public API (imported lazily so that ``import iqalib`` stays fast):
 - ``create_model(name, pretrained=False, **options)``, ``list_models()``
 - ``evaluate_scores(pred, mos)``: SRCC, KRCC, PLCC (+ logistic), RMSE
 - ``fit(config)``: train all rounds of a run configuration (dict, YAML or RunConfig)
-- ``load_trained(checkpoint)``, ``predict(model, image_or_path)``: score a photo
+- ``load_trained(checkpoint)``, ``predict(model_or_checkpoint, images)``: score photos
+- ``create_metric(name_or_checkpoint=None, device="auto")``: a pyiqa-like scoring callable;
+  no argument gives iqalib's ready model (smart_iqa_lite0 trained on LIVE-C's 627 JPEGs)
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ _EXPORTS = {
     "fit": "iqalib.engine",
     "predict": "iqalib.engine",
     "load_trained": "iqalib.engine",
+    "create_metric": "iqalib.engine.metric",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -61,26 +61,32 @@ def _evaluate(args) -> int:
 def _score(args) -> int:
     from iqalib.data.preprocess import check_preprocess, set_preprocess
     from iqalib.engine.card import check_score_card, score_card, write_score_card
-    from iqalib.engine.score import check_scores_output, expand_paths, load_trained, score_paths, write_scores
+    from iqalib.engine.ready import describe, ready_checkpoint
+    from iqalib.engine.score import (check_scores_output, default_crops, expand_paths, load_trained, score_paths,
+                                     write_scores)
 
     check_preprocess(args.preprocess, short_side=args.short_side)
+    checkpoint = args.checkpoint or ready_checkpoint()  # none given: iqalib's ready model
     paths = expand_paths(args.paths)
     # Before any work: --out must not be an input (an image, the checkpoint, a CSV) or a foreign file.
-    out = check_scores_output(args.out, [*args.paths, *paths], checkpoint=args.checkpoint) if args.out else None
+    out = check_scores_output(args.out, [*args.paths, *paths], checkpoint=checkpoint) if args.out else None
     if out:
         check_score_card(out)  # the card beside the table: absent, or one iqalib wrote
-    model = set_preprocess(load_trained(args.checkpoint), args.preprocess)
-    table = score_paths(model, paths, patches=args.patches, short_side=args.short_side,
+    model = set_preprocess(load_trained(checkpoint), args.preprocess)
+    patches = default_crops(model) if args.patches is None else args.patches
+    table = score_paths(model, paths, patches=patches, short_side=args.short_side,
                         batch_size=args.batch_size)
     if out:
         write_scores(out, table)  # atomic: a failed write keeps the previous table
         print(f"wrote {len(table)} scores to {out}")
         card = write_score_card(out, score_card(
-            args.checkpoint, model, patches=args.patches, short_side=args.short_side,
+            checkpoint, model, patches=patches, short_side=args.short_side,
             n_images=len(table), n_failed=int((table["error"] != "").sum())))
         print(f"wrote the model card and scoring settings to {card}")
     else:
         table.to_csv(sys.stdout, index=False)
+    # Last, so that an error (a refused flag, a failed write) stays the one line on stderr.
+    print(f"scored by {describe(model.card, checkpoint)}; {patches} crops per image", file=sys.stderr)
     n_failed = int((table["error"] != "").sum())
     if n_failed:
         print(f"{n_failed} of {len(table)} image(s) could not be scored (see above)", file=sys.stderr)
@@ -209,8 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("score", help="rate your own images")
     p.add_argument("paths", nargs="+", help="image files, folders or a CSV of paths")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--patches", type=int, default=25, help="test crops per image (at most 1024)")
+    p.add_argument("--checkpoint", help="a best.pt of iqalib train or import-weights (default: iqalib's ready "
+                   "model, smart_iqa_lite0 trained on LIVE-C's 627 JPEGs; MOS 0-100, higher is better)")
+    p.add_argument("--patches", type=int, default=None,
+                   help="test crops per image (at most 1024; default: as many as the model was validated with, "
+                   "25 when its card does not say)")
     p.add_argument("--short-side", type=int, default=None, help="resize before cropping (at most 8000)")
     p.add_argument("--batch-size", type=int, default=64,
                    help="crops per forward pass (at most 1024); memory grows with it")

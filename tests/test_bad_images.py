@@ -179,18 +179,21 @@ def test_odd_but_valid_formats_are_scored_not_skipped(checkpoint, tmp_path):
     assert np.isfinite(table["score"]).all()
 
 
-def test_exif_orientation_is_documented_and_not_applied_when_scoring(checkpoint, tmp_path):
-    """images.py decides: stored pixels as they are (comparable with the published data sets)."""
+def test_exif_orientation_is_kept_for_data_sets_and_applied_to_users_photos(checkpoint, tmp_path):
+    """images.py decides for data sets: stored pixels as they are (comparable with the published
+    data sets); a user's photo is scored as displayed (iqalib.data.inputs, issue 25)."""
     doc = " ".join(images_module.__doc__.split())
     assert "EXIF orientation is **not** applied" in doc and "exif_transpose=True" in doc
     path = exif_rotated_jpeg(tmp_path / "rotated.jpg")
     stored = decode_image(path)
     assert stored.shape == (80, 120, 3)  # landscape as stored, although it displays as portrait
     model = load_trained(checkpoint)
-    # A path and its stored pixels get the same score: scoring does not rotate either.
-    assert predict(model, path, patches=2) == predict(model, stored, patches=2)
-    assert predict(model, path, patches=2) != predict(model, np.ascontiguousarray(np.rot90(stored, -1)),
-                                                      patches=2)
+    displayed = np.ascontiguousarray(np.rot90(stored, -1))
+    # A path gets the score of its pixels as displayed, in predict and in score_paths alike.
+    assert predict(model, path, patches=2) == predict(model, displayed, patches=2)
+    assert predict(model, path, patches=2) != predict(model, stored, patches=2)
+    table = score_paths(model, [path], patches=2, errors=None)
+    assert table["score"].item() == pytest.approx(predict(model, path, patches=2), abs=1e-5)
 
 
 @pytest.mark.parametrize("side", [1, 10])

