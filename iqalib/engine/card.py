@@ -341,6 +341,15 @@ def write_score_card(out: str | Path, card: dict) -> Path:
 
 # ---------------------------------------------------------------- official weights
 
+def _refuse_non_finite(source: Path, state: dict) -> None:
+    """One :class:`CheckpointError` naming ``source`` and its first tensor holding NaN or Inf, if any."""
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and not bool(tensor.isfinite().all()):
+            raise CheckpointError(f"{source}: refused, its weights hold NaN or Inf values (first in {key!r}); "
+                                  "the file is damaged or comes from a training that diverged: import an intact "
+                                  "copy of the official file")
+
+
 def import_weights(fmt: str, source: str | Path, out: str | Path, *, model_name: str | None = None) -> dict:
     """Convert the official file ``source`` into an iqalib checkpoint ``out`` (with its model card).
 
@@ -354,6 +363,7 @@ def import_weights(fmt: str, source: str | Path, out: str | Path, *, model_name:
         raise CheckpointError(f"{out}: already exists; importing never overwrites a file: "
                               "choose another --out or delete it first")
     state = read_official(source)
+    _refuse_non_finite(source, state)
     name, options, converted = convert_state_dict(fmt, state, model_name, source=str(source))
     card = import_card(fmt, name, options, source=source, source_sha256=file_sha256(source))
     save_checkpoint(out, {

@@ -399,11 +399,23 @@ def score_paths(model, paths: list[Path], *, patches: int | None = None, patch_s
                                    batch_size=batch_size, device=device, seed=seed))
     finally:
         model.train(was_training)
+    for i, value in list(scores.items()):
+        if not math.isfinite(value):  # a model with NaN or Inf weights: an error, never a score
+            failed[i] = non_finite_reason(value)
+            scores[i] = np.nan
+            if errors is not None:
+                print(f"skipped {paths[i]}: {failed[i]}", file=errors)
     return pd.DataFrame({
         "image": [str(p) for p in paths],
         "score": [scores.get(i, np.nan) for i in range(len(paths))],
         "error": [failed.get(i, "") for i in range(len(paths))],
     })
+
+
+def non_finite_reason(value: float) -> str:
+    """The error an image gets when the model's score for it is NaN or infinite."""
+    return (f"the model gave a non-finite score ({value}); its weights hold NaN or Inf values: "
+            "score with an intact checkpoint")
 
 
 DEFAULT_CROPS = 25  # test crops per image when the model's card names none (the papers' number)
@@ -456,6 +468,9 @@ def predict(model, images, *, patches: int | None = None, patch_size: int | None
     finally:
         model.train(was_training)
     out = [scores[i] for i in range(len(arrays))]
+    bad = next((i for i, value in enumerate(out) if not math.isfinite(value)), None)
+    if bad is not None:
+        raise CheckpointError(f"image {bad}: {non_finite_reason(out[bad])}")
     return out if is_batch(images) else out[0]
 
 

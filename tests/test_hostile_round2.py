@@ -1,0 +1,88 @@
+"""Hostile inputs, second round (issue 26): each class of failure fixed at the mechanism it shares.
+
+Every input is made here. A refusal is checked through the command line where one exists
+(:func:`faults_support.cli_error`: the exit status, exactly one ``error:`` line with its
+fragments, the same exception class with ``--debug``), and by sha256 snapshots that no input
+and no file outside the output folder changed.
+"""
+from __future__ import annotations
+
+import math
+import os
+from collections import OrderedDict
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from faults_support import cli_error, noise_png, scoring_checkpoint
+from hostile_support import snapshot
+from iqalib.cli import main
+from iqalib.engine.checkpoint import load_checkpoint, save_checkpoint
+from iqalib.errors import CheckpointError
+from iqalib.models.official import iqalib_official_name, model_layout
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small tensors run faster on one thread
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return scoring_checkpoint(tmp_path_factory.mktemp("ckpt") / "best.pt")
+
+
+@pytest.fixture
+def job(tmp_path, checkpoint) -> dict:
+    """Two photos, a copy of the checkpoint, an output folder; all inside tmp_path."""
+    photos = tmp_path / "photos"
+    for i in range(2):
+        noise_png(photos / f"p{i}.png", 80, 100, seed=i)
+    ckpt = tmp_path / "best.pt"
+    ckpt.write_bytes(checkpoint.read_bytes())
+    out = tmp_path / "out"
+    out.mkdir()
+    return {"root": tmp_path, "photos": photos, "checkpoint": ckpt, "out": out}
+
+
+def score_args(job: dict, *extra: str, inputs=None) -> list[str]:
+    inputs = [str(job["photos"])] if inputs is None else inputs
+    return ["score", *inputs, "--checkpoint", str(job["checkpoint"]), "--patches", "2", *extra]
+
+
+def hyperiqa_official() -> OrderedDict:
+    """HyperIQA's official state dict layout, every tensor a broadcast zero (a few bytes on disk)."""
+    expected = model_layout("hyperiqa_resnet50").state_dict()
+    return OrderedDict((iqalib_official_name("hyperiqa", k), torch.zeros((), dtype=v.dtype).expand(v.shape))
+                       for k, v in expected.items())
+
+
+# ------------------------------------------------------------ 3. non-finite numbers
+def test_import_weights_refuses_non_finite_tensors_naming_the_first(tmp_path, capsys):
+    state = hyperiqa_official()
+    floats = [k for k, v in state.items() if v.is_floating_point()]
+    state[floats[3]] = torch.full(state[floats[3]].shape, math.nan)
+    state[floats[7]] = torch.full(state[floats[7]].shape, math.inf)
+    source = tmp_path / "koniq_pretrained.pkl"
+    torch.save(state, source)
+    out = tmp_path / "out" / "best.pt"
+    out.parent.mkdir()
+    before = snapshot(tmp_path)
+    cli_error(capsys, ["import-weights", "hyperiqa", str(source), "--out", str(out)], CheckpointError,
+              f"{source}: refused", "NaN or Inf", repr(floats[3]), "intact copy")
+    assert snapshot(tmp_path) == before
+
+
+def test_non_finite_scores_are_errors_of_their_images_never_scores(job, capsys):
+    state = load_checkpoint(job["checkpoint"])
+    state["model"] = {k: torch.full_like(v, math.nan) if v.is_floating_point() else v
+                      for k, v in state["model"].items()}
+    save_checkpoint(job["checkpoint"], {k: v for k, v in state.items() if k != "format"})
+    out = job["out"] / "scores.csv"
+    before = snapshot(job["root"], skip=job["out"])
+    assert main(score_args(job, "--out", str(out))) == 1
+    err = capsys.readouterr().err
+    table = pd.read_csv(out, keep_default_na=False)
+    assert list(table["score"]) == ["", ""]
+    assert all(e.startswith("the model gave a non-finite score (nan)") for e in table["error"])
+    assert "2 of 2 image(s) could not be scored" in err
+    assert snapshot(job["root"], skip=job["out"]) == before
