@@ -89,7 +89,8 @@ def test_negative_scores_are_fine_when_no_scale_is_declared(root):
 
 def test_duplicate_names_list_every_copy(root):
     message = table_error(root, "image,mos\nimages/img0.png,1\nimages/img1.png,2\nimages/img0.png,3\n")
-    assert "2 row(s) repeat an image name: row 0 (images/img0.png), row 2 (images/img0.png)" in message
+    assert ("2 row(s) name one image more than once, compared as resolved paths (row 0 = row 2): "
+            "row 0 (images/img0.png), row 2 (images/img0.png)") in message
 
 
 @pytest.mark.parametrize("name", ["../outside.png", "images/../../outside.png", "ABSOLUTE"])

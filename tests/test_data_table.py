@@ -171,7 +171,8 @@ def test_the_right_scale_passes():
 # ------------------------------------------------------------------ names
 def test_duplicate_names_list_every_copy():
     message = data_error(frame_of(["a.png", "b.png", "a.png"], [1, 2, 3]))
-    assert "2 row(s) repeat an image name: row 0 (a.png), row 2 (a.png)" in message
+    assert ("2 row(s) name one image more than once, compared as resolved paths (row 0 = row 2): "
+            "row 0 (a.png), row 2 (a.png)") in message
 
 
 @pytest.mark.parametrize("name", ["../secret.png", "a/../../b.png", "/etc/passwd", "C:/x.png",

@@ -86,3 +86,25 @@ def test_non_finite_scores_are_errors_of_their_images_never_scores(job, capsys):
     assert all(e.startswith("the model gave a non-finite score (nan)") for e in table["error"])
     assert "2 of 2 image(s) could not be scored" in err
     assert snapshot(job["root"], skip=job["out"]) == before
+
+
+# ------------------------------------------------------------ 6. one image under two names
+def test_one_image_under_two_names_is_refused_naming_the_rows(tmp_path):
+    from iqalib.data.datasets import load_dataset
+    from iqalib.errors import DataError
+
+    root = tmp_path / "set"
+    for i in range(4):
+        noise_png(root / f"im0{i}.png", 70, 80, seed=i)
+    (root / "alias.png").symlink_to("im01.png")
+    table = root / "scores.csv"
+    table.write_text("image,mos\nim00.png,10\nim03.png,20\n./im03.png,80\nim01.png,30\n.//alias.png,40\n"
+                     "im02.png,50\n")
+    before = snapshot(tmp_path)
+    with pytest.raises(DataError) as info:
+        load_dataset("csv", root, table="scores.csv", mos_range=[0, 100])
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(f"{table}: ")
+    assert ("4 row(s) name one image more than once, compared as resolved paths (row 1 = row 2; row 3 = row 4): "
+            "row 1 (im03.png), row 2 (./im03.png), row 3 (im01.png), row 4 (.//alias.png)") in message
+    assert snapshot(tmp_path) == before

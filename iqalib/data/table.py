@@ -22,6 +22,8 @@ warning.
 """
 from __future__ import annotations
 
+import os
+import posixpath
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
@@ -168,8 +170,7 @@ def _row_problems(frame: pd.DataFrame, std: pd.Series, root, check_files: bool) 
     problems.append((empty.to_numpy(), "have an empty image name"))
     escapes = frame["image"].map(_escapes_root).to_numpy()
     problems.append((escapes, "name a path outside the data root (absolute or with '..')"))
-    dup = frame["image"].duplicated(keep=False).to_numpy()
-    problems.append((dup, "repeat an image name"))
+    problems.append(_collisions(frame["image"], ~(empty.to_numpy() | escapes), root if check_files else None))
     split_ok = frame["split"].isna() | frame["split"].isin(SPLITS)
     problems.append((~split_ok.to_numpy(), f"have a split other than {SPLITS}"))
     if check_files and root is not None:
@@ -179,6 +180,24 @@ def _row_problems(frame: pd.DataFrame, std: pd.Series, root, check_files: bool) 
         )
         problems.append((listed_ok & ~exists, f"name an image missing below {root}"))
     return problems
+
+
+def _identity(name: str, root) -> str:
+    """What an image name points to: the resolved path below ``root`` (links followed), else the
+    normalised name (``./a.png``, ``a.png`` and ``x/../a.png`` are one image)."""
+    normal = posixpath.normpath(name.replace("\\", "/"))
+    return os.path.realpath(Path(root) / normal) if root is not None else normal
+
+
+def _collisions(images: pd.Series, usable: np.ndarray, root) -> tuple[np.ndarray, str]:
+    """Rows that name one image more than once, compared as resolved paths, and which rows collide."""
+    identity = pd.Series([_identity(n, root) if ok else None for n, ok in zip(images, usable)], index=images.index)
+    dup = (identity.notna() & identity.duplicated(keep=False)).to_numpy()
+    groups = [" = ".join(f"row {i}" for i in rows)
+              for rows in sorted(identity[dup].groupby(identity[dup]).groups.values(), key=min)]
+    listed = "; ".join(groups[:_MAX_LISTED]) + (f"; and {len(groups) - _MAX_LISTED} more" if len(groups) > _MAX_LISTED
+                                                else "")
+    return dup, f"name one image more than once, compared as resolved paths ({listed})"
 
 
 def _report(frame: pd.DataFrame, problems, source, on_error: str) -> np.ndarray:
