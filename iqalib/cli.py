@@ -29,8 +29,16 @@ def _train(args) -> int:
 
     from iqalib.engine.interrupt import TrainingInterrupted
 
+    overrides = list(args.overrides)
+    if args.config and "=" in args.config and not Path(args.config).is_file():
+        args.config, overrides = None, [args.config, *overrides]  # `iqalib train key=value ...`: no file
+    if args.config is None and not overrides:  # a bare `iqalib train` would start a long default run
+        args.parser.print_usage(sys.stderr)
+        print(f"error: give a run configuration (YAML) or key=value settings, e.g.\n{TRAIN_EXAMPLES}",
+              file=sys.stderr)
+        return 2
     devices = parse_devices(args.devices, args.jobs)
-    config = load_config(args.config, args.overrides)
+    config = load_config(args.config, overrides)
     try:
         if devices:  # rounds in parallel worker processes, one per device
             result = fit_parallel(config, devices, resume=args.resume, force=args.force)
@@ -48,6 +56,12 @@ def _train(args) -> int:
                                               "median_test_srcc", "median_test_plcc")}, indent=2))
     print(f"results: {config.run_dir}/summary.json")
     return 0
+
+
+TRAIN_EXAMPLES = """\
+  iqalib train params/runs/smoke.yaml                   # a tiny run on the synthetic demo set
+  iqalib train data.name=csv data.root=photos train.freeze_backbone=true train.epochs=4
+                                                        # your ratings: photos/scores.csv (image,mos)"""
 
 
 def _evaluate(args) -> int:
@@ -125,7 +139,7 @@ def _datasets(args) -> int:
         if name not in DATASETS:
             raise IQAError(f"unknown data set {name!r}; choose one of {sorted(DATASETS)}")
         info = DATASETS[name]
-        print(f"{name}: {info.title}\n  split: {info.split}")
+        print(f"{name}: {info.title}\n  scores: {info.scores}\n  split: {info.split}")
         print("  " + info.layout.replace("\n", "\n  "))
         if info.citation:
             print(f"  cite: {info.citation}")
@@ -188,14 +202,27 @@ def _book(args) -> int:
     return 0
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """``--help`` shows each default that is a value (not None or a switch's False), unless the help
+    text already states it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="iqalib", description="Blind image quality assessment: "
-                                 "HyperIQA and SMART-IQA")
+                                 "HyperIQA and SMART-IQA", formatter_class=_HelpFormatter)
     ap.add_argument("--debug", action="store_true", help="show tracebacks")
-    sub = ap.add_subparsers(dest="command", required=True)
+    sub = ap.add_subparsers(dest="command", required=True, parser_class=_SubParser)
 
-    p = sub.add_parser("train", help="train (all rounds) from a YAML config")
-    p.add_argument("config", nargs="?", help="YAML run configuration (see params/)")
+    p = sub.add_parser("train", help="train (all rounds) from a YAML config or key=value settings",
+                       epilog=f"examples:\n{TRAIN_EXAMPLES}")
+    p.add_argument("config", nargs="?", help="YAML run configuration (see params/runs/); optional when "
+                   "key=value settings follow")
     p.add_argument("overrides", nargs="*", help="section.key=value overrides")
     p.add_argument("--resume", action="store_true", help="continue from each round's last.pt (may change only "
                    "train.epochs/rounds to more, device, workers, progress, data.image_cache)")
@@ -204,13 +231,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--devices", help="run the rounds in parallel, one process per device: GPU indices "
                    "or 'cpu', comma-separated (e.g. 0,1,2,3)")
     p.add_argument("--jobs", type=int, help="run the rounds in N parallel CPU processes (--devices cpu,...)")
-    p.set_defaults(func=_train)
+    p.set_defaults(func=_train, parser=p)
 
     p = sub.add_parser("evaluate", help="score a checkpoint on a data set split")
-    p.add_argument("checkpoint")
-    p.add_argument("--split", default="test", choices=("train", "val", "test", "all"))
-    p.add_argument("--dataset", help="another data set (cross-data-set test)")
-    p.add_argument("--root", help="its root folder")
+    p.add_argument("checkpoint", help="a best.pt of iqalib train (its data set and split are in it)")
+    p.add_argument("--split", default="test", choices=("train", "val", "test", "all"),
+                   help="which part of the checkpoint's split to score ('all': every image)")
+    p.add_argument("--dataset", help="another data set (a cross-data-set test; see iqalib datasets; "
+                   "default: the checkpoint's own)")
+    p.add_argument("--root", help="the folder of --dataset (default: $IQALIB_DATA/<its folder>, see "
+                   "iqalib datasets); without --dataset, the checkpoint's own data.root is used")
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("score", help="rate your own images")
@@ -244,16 +274,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_import_weights)
 
     p = sub.add_parser("datasets", help="supported data sets and their layouts on disk")
-    p.add_argument("name", nargs="?")
+    p.add_argument("name", nargs="?", help="one data set, e.g. csv (default: all of them)")
     p.set_defaults(func=_datasets)
 
     p = sub.add_parser("download", help="fetch a data set's official archives")
-    p.add_argument("name", nargs="?")
-    p.add_argument("--root", default="data")
+    p.add_argument("name", nargs="?", help="the data set (default: list what can be downloaded)")
+    p.add_argument("--root", default="data", help="the folder that receives the data set's folder")
     p.add_argument("--base-url", help="mirror replacing the official host")
-    p.add_argument("--which", nargs="*", help="only these archives")
+    p.add_argument("--which", nargs="*", help="only these archives (default: all of the data set's)")
     p.add_argument("--sha256", help="expected checksum of the archive")
-    p.add_argument("--list", action="store_true")
+    p.add_argument("--list", action="store_true", help="list the data sets that can be downloaded")
     p.set_defaults(func=_download)
 
     p = sub.add_parser("bench", help="run the benchmarks (JSON into benchmarks/results)")
@@ -261,11 +291,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_bench)
 
     p = sub.add_parser("book", help="execute the notebooks with a profile and build the HTML book")
-    p.add_argument("--profile", default="default", help="params/<profile>.yaml (default, smoke, demo, livec, koniq); default: %(default)s")
+    p.add_argument("--profile", default="default", help="params/<profile>.yaml (default, smoke, demo, livec, "
+                   "koniq); default: %(default)s")
     p.add_argument("--only", nargs="+", metavar="NOTEBOOK", help="only these notebooks, e.g. 01_data")
     p.add_argument("--no-build", action="store_true", help="execute only; skip jupyter-book build")
     p.set_defaults(func=_book)
     return ap
+
+
+class _SubParser(argparse.ArgumentParser):
+    """Each subcommand's parser: defaults in --help (see :class:`_HelpFormatter`)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
 
 
 def main(argv=None) -> int:

@@ -334,6 +334,16 @@ def _check_type(value, annotation, key: str):
     return value
 
 
+def _in_a_section(cls, key) -> str:
+    """`` (did you mean 'train.rounds'?)`` for a section's key given where no such key is
+    (``rounds=1`` at the top level); ``""`` when no section of ``cls`` has it."""
+    hints = typing.get_type_hints(cls)
+    for f in fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]) and key in {g.name for g in fields(hints[f.name])}:
+            return f" (did you mean '{f.name}.{key}'?)"
+    return ""
+
+
 def _build(cls, data: dict, prefix: str):
     if not isinstance(data, dict):
         raise ConfigError(f"{prefix or 'config'} must be a mapping, got {type(data).__name__}")
@@ -343,7 +353,8 @@ def _build(cls, data: dict, prefix: str):
     if unknown:
         where = f"section '{prefix}'" if prefix else "the top level"
         # A typo names its closest valid key: "train.epohcs" -> "did you mean 'train.epochs'?".
-        hints = "".join(did_you_mean(k, names, f"{prefix}." if prefix else "") for k in unknown[:3])
+        hints = "".join(did_you_mean(k, names, f"{prefix}." if prefix else "") or _in_a_section(cls, k)
+                        for k in unknown[:3])
         raise ConfigError(f"unknown key(s) {_shown_keys(f'{prefix}.{k}'.lstrip('.') for k in unknown)} in "
                           f"{where}{hints}; valid: {sorted(names)}")
     kwargs = {}

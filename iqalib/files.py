@@ -111,17 +111,58 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def atomic_write_json(path: Path, data) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, default=_json_default) + "\n")
+    """Strict JSON (RFC 8259): an undefined number (NaN, infinity) is written as ``null``, which every
+    reader takes as undefined; ``allow_nan=False`` makes a value that escaped that rule fail loudly."""
+    atomic_write_text(path, json_text(data) + "\n")
 
 
-def _json_default(obj):
-    if hasattr(obj, "item"):
-        return obj.item()
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
+def json_text(data, indent: int | None = 2) -> str:
+    """``data`` as strict JSON text: NaN and infinities become ``null``, numpy values plain numbers."""
+    return json.dumps(strict_json(data), indent=indent, allow_nan=False)
+
+
+def strict_json(obj):
+    """``obj`` with every non-finite float replaced by None, recursively; numpy scalars and arrays,
+    tuples and paths made plain JSON values (dict keys become strings, as json.dumps makes them)."""
+    if isinstance(obj, float):
+        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else None
+    if obj is None or isinstance(obj, (str, bool, int)):
+        return obj
+    if isinstance(obj, dict):
+        return {(k if isinstance(k, str) else _json_key(k)): strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
     if isinstance(obj, Path):
         return str(obj)
+    if hasattr(obj, "tolist"):  # numpy scalar or array, torch tensor
+        return strict_json(obj.tolist())
+    if hasattr(obj, "item"):
+        return strict_json(obj.item())
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+SETTINGS_KEYS = frozenset({"config", "train_config", "code", "precision", "card"})
+
+
+def read_result_json(path: str | Path):
+    """A result file (``results.json``, ``summary.json``) read back: each ``null`` outside the settings
+    (:data:`SETTINGS_KEYS`, where None is a setting's value) is an undefined number, so it becomes NaN."""
+    return undefined_as_nan(json.loads(Path(path).read_text()))
+
+
+def undefined_as_nan(obj):
+    if obj is None:
+        return float("nan")
+    if isinstance(obj, dict):
+        return {k: v if k in SETTINGS_KEYS else undefined_as_nan(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [undefined_as_nan(v) for v in obj]
+    return obj
+
+
+def _json_key(key) -> str:
+    key = strict_json(key)
+    return "null" if key is None else json.dumps(key) if not isinstance(key, str) else key
 
 
 def file_sha256(path: str | Path) -> str:

@@ -15,13 +15,14 @@ import pandas as pd
 
 from iqalib.engine.runfolder import STAMP as FINGERPRINT
 from iqalib.errors import ConfigError
+from iqalib.files import read_result_json
 
 
 def load_results(run_dir: str | Path) -> dict:
     """A finished run's ``summary.json`` plus every round's ``results.json``."""
     run_dir = Path(run_dir)
-    summary = json.loads((run_dir / "summary.json").read_text())
-    rounds = [json.loads(p.read_text()) for p in sorted(run_dir.glob("round_*/results.json"),
+    summary = read_result_json(run_dir / "summary.json")  # an undefined metric (null) is NaN
+    rounds = [read_result_json(p) for p in sorted(run_dir.glob("round_*/results.json"),
                                                           key=lambda p: int(p.parent.name.split("_")[1]))]
     return {**summary, "round_results": rounds}
 

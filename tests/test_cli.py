@@ -118,3 +118,86 @@ def test_download_list(capsys):
     assert main(["download", "--list"]) == 0
     out = capsys.readouterr().out
     assert out.strip() and "koniq10k" in out
+
+
+def _subparsers():
+    import argparse
+
+    from iqalib.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return [("iqalib", parser), *sub.choices.items()]
+
+
+def test_every_argument_has_help_and_help_shows_its_default():
+    import argparse
+
+    checked = 0
+    for name, parser in _subparsers():
+        text = parser.format_help()
+        for action in parser._actions:
+            if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+                continue
+            assert action.help and action.help.strip(), f"{name} {action.dest}: no help text"
+            if action.default not in (None, False):  # a value: --help must show it
+                assert f"default: {action.default}" in " ".join(text.split()), f"{name} {action.dest}"
+                checked += 1
+    assert checked >= 5  # --split test, --root data, --batch-size 64, --preprocess, --profile ...
+
+
+def test_bare_train_prints_its_usage_with_an_example_and_starts_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: iqalib train") and "iqalib train params/runs/smoke.yaml" in err
+    assert "error: give a run configuration" in err
+    assert not list(tmp_path.iterdir())  # no run folder was made
+
+
+def test_train_with_settings_only_reads_them_as_overrides(tmp_path, monkeypatch, capsys):
+    """``iqalib train key=value``: no file named 'train.epoch=2' is looked for; the setting is checked."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "train.epoch=2"]) == 2
+    err = capsys.readouterr().err
+    assert "did you mean 'train.epochs'?" in err and "not found" not in err
+    assert main(["train", "rounds=1"]) == 2
+    assert "did you mean 'train.rounds'?" in capsys.readouterr().err
+    assert main(["train", "root=photos"]) == 2
+    assert "did you mean 'data.root'?" in capsys.readouterr().err
+
+
+def test_datasets_say_which_direction_is_better(capsys):
+    assert main(["datasets", "livec"]) == 0
+    assert "  scores: MOS 0-100, higher is better" in capsys.readouterr().out
+    assert main(["datasets", "csv"]) == 0
+    assert "lower prediction is better" in capsys.readouterr().out
+
+
+def test_summary_json_is_strict_json_with_null_for_an_undefined_metric(tmp_path):
+    """NaN is not JSON: iqalib writes null, rejects what it could not make strict, and reads null as NaN."""
+    import math
+
+    import numpy as np
+
+    from iqalib.files import atomic_write_json, read_result_json
+    from iqalib.results import load_results, results_table
+
+    def strict(text):
+        return json.loads(text, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+
+    summary = {"name": "r", "model": "m", "data": "d", "rounds": 1, "median_test_srcc": float("nan"),
+               "median_test_plcc": np.float64(0.5), "test_per_round": [{"srcc": np.nan, "plcc": np.inf}],
+               "config": {"data": {"root": None}}, "sizes": np.array([1, 2])}
+    atomic_write_json(tmp_path / "summary.json", summary)
+    atomic_write_json(tmp_path / "round_0" / "results.json", {"round": 0, "test": {"srcc": -np.inf}})
+    stored = strict((tmp_path / "summary.json").read_text())
+    assert stored["median_test_srcc"] is None and stored["test_per_round"] == [{"srcc": None, "plcc": None}]
+    assert stored["median_test_plcc"] == 0.5 and stored["sizes"] == [1, 2]
+    back = load_results(tmp_path)
+    assert math.isnan(back["median_test_srcc"]) and math.isnan(back["round_results"][0]["test"]["srcc"])
+    assert back["config"]["data"]["root"] is None  # a setting's None stays None
+    assert math.isnan(results_table([back])["srcc_median"].iloc[0])
+    assert read_result_json(tmp_path / "round_0" / "results.json")["round"] == 0
+    with pytest.raises(TypeError, match="object is not JSON serialisable"):
+        atomic_write_json(tmp_path / "x.json", {"a": object()})

@@ -475,7 +475,7 @@ def test_missing_root_is_a_data_error(tmp_path):
         load_dataset("koniq10k", missing)
     message = one_line(str(info.value))
     assert message.startswith(f"{missing}: data set folder not found for 'koniq10k'")
-    assert "pass root=" in message
+    assert "set data.root=FOLDER" in message and "iqalib datasets koniq10k" in message
 
 
 def test_default_root_comes_from_iqalib_data(tmp_path, monkeypatch, csv_root):

@@ -32,14 +32,15 @@ class DatasetInfo:
     citation: str
     split: str
     folder: str  # conventional folder name below $IQALIB_DATA
+    scores: str  # the scores' scale and which direction is better, as `iqalib datasets` prints it
 
 
 DATASETS: dict[str, DatasetInfo] = {}
 
 
-def register_dataset(name: str, *, title: str, layout: str, citation: str, split: str, folder: str):
+def register_dataset(name: str, *, title: str, layout: str, citation: str, split: str, folder: str, scores: str):
     def wrap(fn):
-        DATASETS[name] = DatasetInfo(name, fn, title, inspect.cleandoc(layout), citation, split, folder)
+        DATASETS[name] = DatasetInfo(name, fn, title, inspect.cleandoc(layout), citation, split, folder, scores)
         return fn
 
     return wrap
@@ -78,8 +79,9 @@ def load_dataset(name: str, /, root: str | Path | None = None, **options) -> IQA
         root = Path(root).expanduser()
         if not root.is_dir() and not builds_its_own:
             raise DataError(
-                f"{root}: data set folder not found for {name!r}; pass root=... "
-                f"(expected layout: see `iqalib datasets {name}`)"
+                f"{root}: data set folder not found for {name!r}; set data.root=FOLDER (in the run "
+                f"configuration or as an override; root=FOLDER in Python, --root for iqalib evaluate); "
+                f"expected layout: see `iqalib datasets {name}`"
             )
         options["root"] = root
     return info.loader(**options)
@@ -118,6 +120,7 @@ def find_image(folder: Path, name: str) -> str:
     "and Objective Picture Quality, IEEE TIP 25(1), 2016.",
     split="no official split: seeded random splits of images",
     folder="ChallengeDB_release",
+    scores="MOS 0-100, higher is better (a better-looking photo has a higher MOS)",
 )
 def load_livec(root: Path, *, keep_training_examples: bool = False, subset: str = "all",
                check_files: bool = True, on_error: str = "raise") -> IQATable:
@@ -175,6 +178,7 @@ EMBEDDED_LIVEC = Path(__file__).resolve().parent / "livec_jpeg"  # see iqalib.da
     "and Objective Picture Quality, IEEE TIP 25(1), 2016.",
     split="no official split: seeded random splits of images (each image is its own photograph)",
     folder="livec_jpeg",
+    scores="LIVE-C's MOS 0-100, higher is better",
 )
 def load_livec_jpeg(root: Path = EMBEDDED_LIVEC, *, check_files: bool = True,
                     on_error: str = "raise") -> IQATable:
@@ -215,6 +219,7 @@ KONIQ_SPLITS = {"training": "train", "validation": "val", "test": "test"}
     "Database for Deep Learning of Blind Image Quality Assessment, IEEE TIP 29, 2020.",
     split="official: training 7,058 / validation 1,000 / test 2,015 (distributions_sets table)",
     folder="koniq10k",
+    scores="MOS 0-100 (label_scale 0-100, the default) or 1-5 (label_scale 1-5), higher is better",
 )
 def load_koniq10k(root: Path, *, images: str = "auto", label_scale: str = "0-100",
                   check_files: bool = True, on_error: str = "raise") -> IQATable:
@@ -282,6 +287,7 @@ SPAQ_TABLE = "MOS and Image attribute scores"
     "Smartphone Photography, CVPR 2020.",
     split="no official split: seeded random splits of images",
     folder="SPAQ",
+    scores="MOS 0-100, higher is better",
 )
 def load_spaq(root: Path, *, short_side: int | None = 512, images_dir: str = "TestImage",
               check_files: bool = True, on_error: str = "raise") -> IQATable:
@@ -324,6 +330,7 @@ def load_spaq(root: Path, *, short_side: int | None = 512, images_dir: str = "Te
     "Database, QoMEX 2019.",
     split="no official split: seeded random splits of reference images (no content leak)",
     folder="kadid10k",
+    scores="DMOS 1-5, higher is better (despite the name: 5 is imperceptible distortion)",
 )
 def load_kadid10k(root: Path, *, check_files: bool = True, on_error: str = "raise") -> IQATable:
     """KADID-10k; ``group`` is the reference image, so splits never share content."""
@@ -354,6 +361,8 @@ def load_kadid10k(root: Path, *, check_files: bool = True, on_error: str = "rais
     citation="",
     split="the table's split column if present, else seeded random splits (by group if given)",
     folder="custom",
+    scores="your mos column, on the scale mos_range declares (default: its min..max); a trained model "
+    "predicts on that scale in the same direction (from a DMOS where lower is better, a lower prediction is better)",
 )
 def load_csv(root: Path, *, table: str = "scores.csv", mos_range: tuple[float, float] | None = None,
              name: str = "csv", check_files: bool = True, on_error: str = "raise") -> IQATable:
@@ -391,6 +400,7 @@ def load_csv(root: Path, *, table: str = "scores.csv", mos_range: tuple[float, f
     "photographs from scikit-image's data module.",
     split="seeded random splits of reference contents (no content leak)",
     folder="demo",
+    scores="synthetic MOS 0-100, higher is better",
 )
 def load_demo_dataset(root: Path | None = None, *, seed: int = 0) -> IQATable:
     """The synthetic demo set, built (once, cached) from scikit-image's photographs."""

@@ -82,7 +82,14 @@ def _open(url: str, offset: int, timeout: float):
     )
 
 
-def _http_failure(url: str, exc: Exception) -> DownloadError:
+def _rerun(kept: int) -> str:
+    """What to do after a download broke with ``kept`` bytes on disk: resume them, or try again."""
+    if kept > 0:
+        return f"rerun to resume ({kept} bytes are kept)"
+    return "nothing was fetched; check the network connection and rerun (or pass --base-url for a mirror)"
+
+
+def _http_failure(url: str, exc: Exception, kept: int = 0) -> DownloadError:
     if isinstance(exc, urllib.error.HTTPError):
         reason = " ".join(str(exc.reason).split())  # urllib's redirect messages span lines
         if "infinite loop" in reason:
@@ -95,7 +102,7 @@ def _http_failure(url: str, exc: Exception) -> DownloadError:
             "or pass base_url (--base-url) for a mirror"
         )
     reason = getattr(exc, "reason", None) or exc
-    return DownloadError(f"{url}: network error ({reason}); rerun to resume")
+    return DownloadError(f"{url}: network error ({reason}); {_rerun(kept)}")
 
 
 def fetch(
@@ -156,7 +163,7 @@ def _connect(url: str, part: Path, offset: int, timeout: float):
                 continue
             raise _http_failure(url, exc) from None
         except (urllib.error.URLError, HTTPException, OSError) as exc:
-            raise _http_failure(url, exc) from None
+            raise _http_failure(url, exc, offset) from None
         if response.status == 206:
             match = _CONTENT_RANGE.search(response.headers.get("Content-Range", ""))
             if not match or int(match.group(1)) != offset:
@@ -206,7 +213,7 @@ def _place(url: str, dest: Path, part: Path, whole_before: bool, total, size, sh
         _hash_into(part, digest)
     if total is not None and written != total:
         raise DownloadError(
-            f"{url}: download stopped at {written} of {total} bytes; rerun to resume"
+            f"{url}: download stopped at {written} of {total} bytes; {_rerun(written)}"
         )
     if size is not None and written != size:
         reject_download(part, url, f"got {written} bytes but {size} are expected", bad=_bad(dest))
@@ -265,7 +272,7 @@ def _stream(response, part: Path, offset: int, total, digest, url, progress, chu
             done = offset + bar.n - bar.initial
             raise DownloadError(
                 f"{url}: connection lost after {done} bytes ({exc or type(exc).__name__}); "
-                "rerun to resume"
+                f"{_rerun(done)}"
             ) from None
 
     with bar:
