@@ -108,3 +108,29 @@ def test_one_image_under_two_names_is_refused_naming_the_rows(tmp_path):
     assert ("4 row(s) name one image more than once, compared as resolved paths (row 1 = row 2; row 3 = row 4): "
             "row 1 (im03.png), row 2 (./im03.png), row 3 (im01.png), row 4 (.//alias.png)") in message
     assert snapshot(tmp_path) == before
+
+
+# ------------------------------------------------------------ 7. one validation for a configuration
+@pytest.mark.parametrize("options, fragment", [
+    ({"multiscale": "no"}, "model.options.multiscale='no' must be true or false"),
+    ({"attention": "False"}, "model.options.attention='False' must be true or false"),
+    ({"dropout": 1.0}, "model.options.dropout=1.0 must be below 1"),  # the config's own range check
+    ({"dropout": "0.1"}, "model.options.dropout='0.1' must be a rate from 0 to 1 (1 excluded)"),
+])
+def test_training_refuses_model_options_a_checkpoint_would_refuse(tmp_path, capsys, options, fragment):
+    from faults_support import tiny_config, write_tiny_set, write_yaml
+    from iqalib.errors import ConfigError
+    from iqalib.engine.checkpoint import validate_checkpoint
+
+    data = write_tiny_set(tmp_path / "set", n=4)
+    config = tiny_config(data, tmp_path / "runs")
+    config["model"]["options"] = options
+    cfg = write_yaml(tmp_path / "run.yaml", config)
+    before = snapshot(tmp_path)
+    cli_error(capsys, ["train", str(cfg)], ConfigError, fragment)
+    assert snapshot(tmp_path) == before and not (tmp_path / "runs").exists()
+    # a checkpoint holding these options is refused by the same rule, echoing the value as written
+    key, value = next(iter(options.items()))
+    with pytest.raises(CheckpointError, match=f"config.model.options.{key} is {value!r}, expected "):
+        validate_checkpoint(Path("best.pt"), {"model_name": "smart_iqa_lite0",
+                                              "config": {"model": {"options": options}}})

@@ -5,7 +5,6 @@ pickled payload is refused instead of executed.
 """
 from __future__ import annotations
 
-import math
 import pickle
 import re
 import zipfile
@@ -15,7 +14,7 @@ import torch
 
 from iqalib.errors import CheckpointError, ConfigError, pickled_code
 from iqalib.files import atomic_write_bytes
-from iqalib.models.registry import model_options
+from iqalib.models.registry import model_options, option_problem
 from iqalib.paths import shown
 
 FORMAT = "iqalib-checkpoint-1"
@@ -122,15 +121,9 @@ def validate_checkpoint(path: Path, state: dict) -> None:
     for key, value in options.items():
         if key not in defaults:
             continue  # create_model names an option this version does not know
-        default, field = defaults[key], f"config.model.options.{key}"
-        if isinstance(default, bool) or default is None:
-            if value is not None and not isinstance(value, bool):
-                raise refuse(field, value, "true or false")
-        elif isinstance(default, (int, float)):
-            number = value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)
-                                       and math.isfinite(value))
-            if not number or ("drop" in key and value is not None and not 0 <= value <= 1):
-                raise refuse(field, value, "a rate from 0 to 1" if "drop" in key else "a finite number")
+        problem = option_problem(key, value, defaults[key])  # the rule training checks too
+        if problem:
+            raise refuse(f"config.model.options.{key}", value, problem)
     patch_size = mapping("config.train", config.get("train")).get("patch_size")
     if patch_size is not None and (isinstance(patch_size, bool) or not isinstance(patch_size, int)
                                    or not MIN_PATCH_SIZE <= patch_size <= MAX_PATCH_SIZE):

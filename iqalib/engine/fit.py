@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import math
 import random
 import time
@@ -46,10 +47,10 @@ from iqalib.engine.features import feature_bank
 from iqalib.engine.precision import autocast_dtype, precision_record
 from iqalib.engine.runfolder import holding_run
 from iqalib.errors import ConfigError, IQAError, did_you_mean
-from iqalib.files import atomic_write_json, atomic_write_text, make_folder, read_result_json
+from iqalib.files import atomic_write_json, atomic_write_text, make_folder
 from iqalib.losses import build_loss, loss_info  # training losses by name: iqalib.losses.list_losses()
 from iqalib.models import create_model, hyperiqa_step_lr
-from iqalib.models.registry import model_options
+from iqalib.models.registry import check_model_options, model_options
 
 
 class TrainingDiverged(IQAError):
@@ -602,7 +603,7 @@ def _finish_round(run: Round, data: Data, started: float) -> dict:
 def _finished_round(out: Path, epochs: int) -> dict | None:
     """A round's results.json when it trained ``epochs`` epochs and its best.pt exists, else None."""
     try:
-        stored = read_result_json(out / "results.json")  # an undefined metric (null) is NaN
+        stored = json.loads((out / "results.json").read_text())
     except (OSError, ValueError):
         return None
     if not isinstance(stored, dict) or len(stored.get("history") or []) != epochs or not (out / "best.pt").is_file():
@@ -646,6 +647,7 @@ def _fit_rounds(config: RunConfig, round_indices, *, resume: bool) -> list[dict]
         hints = "".join(did_you_mean(o, model_options(config.model.name)) for o in unknown)
         raise ConfigError(f"model.options {unknown} are not options of {config.model.name!r}{hints}; "
                           f"valid: {sorted(model_options(config.model.name))}")
+    check_model_options(config.model.name, config.model.options)  # the rule a checkpoint's options meet
     data = prepare_data(config)
     bank = None
     if config.train.freeze_backbone:

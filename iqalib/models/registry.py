@@ -10,6 +10,7 @@ import copy
 import fnmatch
 import functools
 import inspect
+import math
 from typing import Callable
 
 import torch
@@ -43,6 +44,42 @@ def model_options(name: str) -> dict[str, object]:
             if p.name != "pretrained" and p.kind is p.KEYWORD_ONLY}
 
 
+def option_problem(key: str, value, default) -> str | None:
+    """What ``value`` must be for a model option whose default is ``default``, or None when it fits.
+
+    The one rule for a model's switches, in a run configuration (:func:`check_model_options`,
+    before training) and in a checkpoint (:func:`iqalib.engine.checkpoint.validate_checkpoint`):
+    a switch whose default is true, false or None takes true or false (text such as ``"no"`` is
+    refused, never read as true); a numeric option takes a finite number, and a share of units
+    dropped (a name holding ``drop``) one from 0 up to, not including, 1. None keeps the default.
+    """
+    if value is None:
+        return None
+    if isinstance(default, bool) or default is None:
+        return None if isinstance(value, bool) else "true or false"
+    if isinstance(default, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return "a rate from 0 to 1 (1 excluded)" if "drop" in key else "a finite number"
+        if "drop" in key and not 0 <= value < 1:
+            return "a rate from 0 to 1 (1 excluded)"
+    return None
+
+
+def check_model_options(name: str, options: dict, *, where: str = "model.options") -> None:
+    """Refuse, in one :class:`ConfigError` line, an option ``name`` does not have or a value
+    :func:`option_problem` refuses; the value is echoed as written (``'no'``, not ``False``)."""
+    valid = model_options(name)
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        hints = "".join(did_you_mean(o, valid) for o in unknown)
+        raise ConfigError(f"model {name!r} has no option {', '.join(map(repr, unknown))}{hints}; "
+                          f"valid options: {', '.join(valid)}")
+    for key, value in options.items():
+        problem = option_problem(key, value, valid[key])
+        if problem:
+            raise ConfigError(f"{where}.{key}={shown(value)} must be {problem} (model {name!r})")
+
+
 @functools.lru_cache(maxsize=None)
 def model_trunk(name: str) -> str:
     """The trunk (``BACKBONES`` key) that model ``name`` reads, without allocating it (built on the meta
@@ -60,12 +97,7 @@ def create_model(name: str, pretrained=False, **options) -> nn.Module:
     :func:`model_options` (e.g. ``multiscale``, ``attention``, ``drop_path_rate``).
     """
     builder = _builder(name)
-    valid = model_options(name)
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        hints = "".join(did_you_mean(o, valid) for o in unknown)
-        raise ConfigError(f"model {name!r} has no option {', '.join(map(repr, unknown))}{hints}; "
-                          f"valid options: {', '.join(valid)}")
+    check_model_options(name, options, where="options")
     return builder(pretrained=pretrained, **options)
 
 
