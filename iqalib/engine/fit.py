@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
 import random
 import time
@@ -47,7 +46,7 @@ from iqalib.engine.features import feature_bank
 from iqalib.engine.precision import autocast_dtype, precision_record
 from iqalib.engine.runfolder import holding_run
 from iqalib.errors import ConfigError, IQAError, did_you_mean
-from iqalib.files import atomic_write_json, atomic_write_text, make_folder
+from iqalib.files import atomic_write_json, atomic_write_text, make_folder, read_result_json
 from iqalib.losses import build_loss, loss_info  # training losses by name: iqalib.losses.list_losses()
 from iqalib.models import create_model, hyperiqa_step_lr
 from iqalib.models.registry import check_model_options, model_options
@@ -603,7 +602,7 @@ def _finish_round(run: Round, data: Data, started: float) -> dict:
 def _finished_round(out: Path, epochs: int) -> dict | None:
     """A round's results.json when it trained ``epochs`` epochs and its best.pt exists, else None."""
     try:
-        stored = json.loads((out / "results.json").read_text())
+        stored = read_result_json(out / "results.json")  # an undefined metric (null) is NaN
     except (OSError, ValueError):
         return None
     if not isinstance(stored, dict) or len(stored.get("history") or []) != epochs or not (out / "best.pt").is_file():
