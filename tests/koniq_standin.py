@@ -149,12 +149,15 @@ def rehearsal_profile(*, data_root: Path, out_dir: str = f"runs/book/{PROFILE}",
     return profile
 
 
-def save_random_hub_weights(folder: Path, backbones=HUB_BACKBONES, seed: int = 0) -> dict[str, Path]:
+def save_random_hub_weights(folder: Path, backbones=HUB_BACKBONES, seed: int = 0,
+                            half: bool = True) -> dict[str, Path]:
     """``<folder>/<timm name>.safetensors`` of a random-init timm classifier per hub trunk.
 
     The files stand in for the hub's ImageNet weights in the weights folder
     (``$IQALIB_WEIGHTS``): ``pretrained: true`` then takes the path a GPU box
     without hub access takes, with the same file format, and never the network.
+    ``half``: floating tensors in fp16 (395 MB for the four trunks instead of
+    790); loading copies them into the fp32 trunk, as it would a hub file in fp16.
     """
     import timm
     import torch
@@ -171,9 +174,104 @@ def save_random_hub_weights(folder: Path, backbones=HUB_BACKBONES, seed: int = 0
         if not path.is_file():
             torch.manual_seed(seed + i)
             state = timm.create_model(timm_name).state_dict()
-            save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+            save_file({k: (v.half() if half and v.is_floating_point() else v).contiguous()
+                       for k, v in state.items()}, str(path))
         files[backbone] = path
     return files
+
+
+# ------------------------------------------------------------ the rehearsal's disk
+# fit writes last.pt (model, AdamW's two moments and the best epoch's weights: 1.4 GB for Swin-B)
+# and best.pt (356 MB) for every run: about 8 GB over the rehearsal, 1.8 GB for one Swin-B run
+# alone. Only smart_iqa_base's best.pt is read again (chapters 7 and 8, and the heat-map test),
+# so the rehearsal's kernels serialise every other checkpoint with the same torch.save to
+# os.devnull: the payload is built and pickled as for a real file, nothing lands on disk. This
+# is an IPython start-up file of the rehearsal's own IPYTHONDIR: the library is not changed, and
+# nothing outside the rehearsal sees it. (Writing and resuming last.pt is tested on small models
+# in tests/test_engine.py and tests/test_faults.py.)
+KEEP_CHECKPOINTS = ("smart_iqa_base",)
+DIVERTED_LOG = "diverted-checkpoints.txt"
+_DIET = '''\
+# Written by tests/koniq_standin.py (install_checkpoint_diet): checkpoints that no later chapter
+# reads are serialised to os.devnull instead of a file.
+import importlib as _importlib
+import os as _os
+from pathlib import Path as _Path
+
+import torch as _torch
+
+from iqalib.engine.checkpoint import FORMAT as _FORMAT
+
+_fit = _importlib.import_module("iqalib.engine.fit")  # the module (iqalib.engine.fit is also the function)
+
+_KEEP, _LOG, _save = {keep!r}, _Path({log!r}), _fit.save_checkpoint
+
+
+def _rehearsal_save_checkpoint(path, state):
+    path = _Path(path)
+    if path.name == "best.pt" and path.parent.parent.name in _KEEP:
+        return _save(path, state)
+    with open(_os.devnull, "wb") as sink:
+        _torch.save({{"format": _FORMAT, **state}}, sink)
+    with _LOG.open("a") as log:
+        log.write(f"{{path.resolve()}}\\n")
+
+
+_fit.save_checkpoint = _rehearsal_save_checkpoint
+'''
+
+
+def install_checkpoint_diet(work: Path, keep=KEEP_CHECKPOINTS) -> Path:
+    """An IPython folder under ``work`` whose start-up file diverts the checkpoints of every run
+    not in ``keep`` (their ``best.pt``; every ``last.pt``) to os.devnull, logging each path to
+    ``work/diverted-checkpoints.txt``. Set ``$IPYTHONDIR`` to the returned folder."""
+    folder = Path(work) / "ipython"
+    startup = folder / "profile_default" / "startup"
+    startup.mkdir(parents=True, exist_ok=True)
+    (startup / "00-rehearsal-checkpoints.py").write_text(
+        _DIET.format(keep=tuple(keep), log=str(Path(work).resolve() / DIVERTED_LOG)))
+    return folder
+
+
+def folder_bytes(*folders: Path) -> int:
+    """Apparent size of every file under ``folders`` (what ``du -sb`` adds up)."""
+    import os
+
+    total = 0
+    for folder in folders:
+        for parent, _, names in os.walk(folder):
+            for name in names:
+                try:
+                    total += os.lstat(os.path.join(parent, name)).st_size
+                except OSError:  # written and renamed or deleted between the listing and the stat
+                    pass
+    return total
+
+
+class PeakDisk:
+    """The largest :func:`folder_bytes` of ``folders`` seen, sampled every ``seconds`` in a thread."""
+
+    def __init__(self, *folders: Path, seconds: float = 0.5):
+        import threading
+
+        self.folders, self.seconds, self.peak = folders, seconds, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self) -> None:
+        while True:
+            self.peak = max(self.peak, folder_bytes(*self.folders))
+            if self._stop.wait(self.seconds):
+                return
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, folder_bytes(*self.folders))
 
 
 def rehearsal_root(dest: Path, profile: dict) -> Path:
@@ -192,15 +290,18 @@ def rehearsal_root(dest: Path, profile: dict) -> Path:
 
 def rehearse(work: Path, *, device: str = "cpu", counts: dict[str, int] | None = None,
              shared_datasets: Path | None = None, budget: dict | None = None, notebooks=None,
-             standin: dict | None = None, log=print) -> dict:
+             standin: dict | None = None, keep_checkpoints=KEEP_CHECKPOINTS, log=print) -> dict:
     """Build the stand-in, the hub weights and the derived profile under ``work``; execute every chapter
     (or the stems ``notebooks``, in the book's order). ``standin``: one that
     :func:`build_koniq_standin` already wrote, used instead of a new one.
+    ``keep_checkpoints``: the runs whose best.pt is written to disk
+    (:func:`install_checkpoint_diet`); None writes every checkpoint, as ``make book`` does.
 
-    Sets ``IQALIB_WEIGHTS``, ``IQALIB_CACHE`` (both under ``work``) and
-    ``HF_HUB_OFFLINE=1`` in this process's environment, which the notebook
-    kernels inherit (callers restore it). Returns the folders and each
-    chapter's wall time in seconds.
+    Sets ``IQALIB_WEIGHTS``, ``IQALIB_CACHE`` (both under ``work``),
+    ``HF_HUB_OFFLINE=1`` and ``IPYTHONDIR`` in this process's environment,
+    which the notebook kernels inherit (callers restore it). Returns the
+    folders, each chapter's wall time in seconds and ``peak_bytes``, the most
+    that ``work`` and the stand-in held at once (sampled every half second).
     """
     import os
     import re
@@ -209,11 +310,15 @@ def rehearse(work: Path, *, device: str = "cpu", counts: dict[str, int] | None =
     from iqalib.book import run_book
 
     work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     standin = standin or build_koniq_standin(work / "koniq10k", counts=counts, shared_datasets=shared_datasets)
+    disk = PeakDisk(work, standin["root"]).__enter__()
     save_random_hub_weights(work / "weights")
     os.environ.update(IQALIB_WEIGHTS=str(work / "weights"), IQALIB_CACHE=str(work / "cache"),
                       HF_HUB_OFFLINE="1")
+    if keep_checkpoints is not None:
+        os.environ["IPYTHONDIR"] = str(install_checkpoint_diet(work, keep_checkpoints))
     profile = rehearsal_profile(data_root=standin["root"], device=device, shared_datasets=shared_datasets,
                                 budget=budget)
     root = rehearsal_root(work / "book", profile)
@@ -227,9 +332,14 @@ def rehearse(work: Path, *, device: str = "cpu", counts: dict[str, int] | None =
             seconds[found.group(1)] = int(found.group(2))
         log(line)
 
-    run_book(PROFILE, notebooks=notebooks, build=False, root=root, log=record)
+    try:
+        run_book(PROFILE, notebooks=notebooks, build=False, root=root, log=record)
+    finally:
+        disk.__exit__(None, None, None)
+    log(f"peak disk of the rehearsal: {disk.peak / 1e6:.0f} MB")
     return {"root": root, "standin": standin, "profile": profile, "out_dir": root / profile["common"]["out_dir"],
-            "prepare_seconds": prepared, "seconds": seconds, "total_seconds": time.perf_counter() - started}
+            "prepare_seconds": prepared, "seconds": seconds, "total_seconds": time.perf_counter() - started,
+            "peak_bytes": disk.peak, "diverted_log": work / DIVERTED_LOG}
 
 
 def main(argv=None) -> int:
@@ -245,14 +355,17 @@ def main(argv=None) -> int:
     ap.add_argument("--train-patches", type=int, default=SHRUNK["train_patches"])
     ap.add_argument("--shared-datasets", type=Path, default=REPO_ROOT.parent / "shared" / "datasets")
     ap.add_argument("--only", nargs="+", help="notebook stems to execute (default: every chapter)")
+    ap.add_argument("--all-checkpoints", action="store_true",
+                    help=f"write every checkpoint (default: only {', '.join(KEEP_CHECKPOINTS)}'s best.pt)")
     args = ap.parse_args(argv)
     counts = {**SETS, "training": args.train_images}
     budget = {"batch_size": args.batch_size, "train_patches": args.train_patches}
     result = rehearse(args.work, device=args.device, counts=counts, shared_datasets=args.shared_datasets,
-                      budget=budget, notebooks=args.only, log=lambda line: print(line, flush=True))
+                      budget=budget, notebooks=args.only, log=lambda line: print(line, flush=True),
+                      keep_checkpoints=None if args.all_checkpoints else KEEP_CHECKPOINTS)
     summary = {"device": args.device, "counts": counts, "budget": budget,
                "prepare_seconds": round(result["prepare_seconds"], 1), "seconds": result["seconds"],
-               "total_seconds": round(result["total_seconds"], 1)}
+               "total_seconds": round(result["total_seconds"], 1), "peak_bytes": result["peak_bytes"]}
     (args.work / "rehearsal.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary), flush=True)
     return 0

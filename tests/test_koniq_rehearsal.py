@@ -11,14 +11,14 @@ else is the GPU edition's path: full fine-tuning, each family's own schedule
 tiny/small/base and ResNet-50 trunks, the ablation, attention heat maps,
 the cross-data-set test, the LR sweep and the model-size table.
 
-It is the slowest test of the suite (about 20 minutes on two cores): see
-``test_the_koniq_profile_executes_every_chapter`` and the comment above
-``REHEARSE`` for its cost.
+It is the slowest test of the suite: its tests are marked ``rehearsal``
+(``make test-all`` runs them, ``make test`` does not; see the comment above
+the ``rehearsal`` fixture for its cost). The stand-in checks are quick and
+run in ``make test``.
 """
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -31,8 +31,8 @@ from iqalib.data.datasets import load_dataset
 from iqalib.errors import DataError
 from iqalib.models import model_trunk
 from iqalib.models.backbones import BACKBONES
-from koniq_standin import (HUB_BACKBONES, PROFILE, SCORES_TABLE, SETS, SETS_TABLE, build_koniq_standin,
-                           rehearsal_profile, rehearse)
+from koniq_standin import (HUB_BACKBONES, KEEP_CHECKPOINTS, PROFILE, SCORES_TABLE, SETS, SETS_TABLE,
+                           build_koniq_standin, rehearsal_profile, rehearse)
 
 COUNTS = {s: int(n) for s, n in SETS.items()}
 
@@ -52,6 +52,7 @@ def shared_datasets_or_none():
 
 
 # ------------------------------------------------------------ the stand-in itself
+@pytest.mark.slow
 def test_standin_has_the_official_layout_and_split(koniq_standin):
     root = koniq_standin["root"]
     table = load_dataset("koniq10k", root)
@@ -68,6 +69,7 @@ def test_standin_has_the_official_layout_and_split(koniq_standin):
             assert image.size == size and image.format == "JPEG"
 
 
+@pytest.mark.slow
 def test_standin_reads_on_both_scales_and_from_both_folders(koniq_standin, tmp_path):
     root = koniq_standin["root"]
     wide = load_dataset("koniq10k", root)
@@ -86,6 +88,7 @@ def test_standin_reads_on_both_scales_and_from_both_folders(koniq_standin, tmp_p
     assert (alone / SCORES_TABLE).read_text().startswith('"image_name","c1"')
 
 
+@pytest.mark.slow
 def test_standin_names_come_from_the_real_table_when_present(koniq_standin, shared_datasets):
     real = pd.read_csv(shared_datasets / "koniq10k" / SETS_TABLE)
     assert koniq_standin["real_names"]
@@ -94,6 +97,7 @@ def test_standin_names_come_from_the_real_table_when_present(koniq_standin, shar
     assert len(merged) == len(listed) and (merged["set"] == merged["set_real"]).all()
 
 
+@pytest.mark.slow
 def test_standin_mos_follows_the_degradation(koniq_standin):
     """Noisier pictures are rated lower: a model has something to learn."""
     from PIL import Image, ImageFilter
@@ -130,16 +134,15 @@ def test_derived_profile_shrinks_only_the_budget(tmp_path):
 # The full rehearsal executes all twelve chapters with Swin-B and ResNet-50 fine-tuning on the CPU.
 # Measured on a 2-core AMD EPYC (AVX2, no bf16), one thread, the other core busy with a book run:
 # 1,362 s in all (17 s to prepare; chapter 05 399 s, 04 293 s, 06 269 s, the rest 10-96 s each).
-# It runs in `make test`; IQALIB_REHEARSAL=0 skips it (`make rehearse` runs it alone).
-REHEARSE = os.environ.get("IQALIB_REHEARSAL", "1") != "0"
+# `make test-all` runs it, `make rehearse` runs it alone; `make test` leaves it out (marker
+# `rehearsal`). It writes at most a gigabyte (test_the_rehearsal_stays_within_a_gigabyte).
+REHEARSAL_DISK_BYTES = 10**9
 
 
 @pytest.fixture(scope="module")
 def rehearsal(tmp_path_factory, koniq_standin, shared_datasets_or_none, monkeypatch_module):
-    if not REHEARSE:
-        pytest.skip("IQALIB_REHEARSAL=0: the full koniq rehearsal is skipped (make rehearse runs it)")
     lines = []
-    for name in ("IQALIB_WEIGHTS", "IQALIB_CACHE", "HF_HUB_OFFLINE"):  # rehearse() sets them; undone after
+    for name in ("IQALIB_WEIGHTS", "IQALIB_CACHE", "HF_HUB_OFFLINE", "IPYTHONDIR"):  # rehearse() sets them
         monkeypatch_module.setenv(name, "")
     result = rehearse(tmp_path_factory.mktemp("rehearsal"), device="cpu", shared_datasets=shared_datasets_or_none,
                       standin=koniq_standin, log=lines.append)
@@ -165,6 +168,7 @@ def _all_runs(out_dir: Path) -> dict[str, dict]:
     return {p.parent.parent.name: json.loads(p.read_text()) for p in sorted(out_dir.glob("*/round_0/results.json"))}
 
 
+@pytest.mark.rehearsal
 def test_the_koniq_profile_executes_every_chapter(rehearsal):
     import nbformat
 
@@ -181,6 +185,7 @@ def test_the_koniq_profile_executes_every_chapter(rehearsal):
           f"to prepare; per chapter: {rehearsal['seconds']}")
 
 
+@pytest.mark.rehearsal
 def test_every_run_fine_tunes_the_whole_model_on_the_official_split(rehearsal):
     runs = _runs(rehearsal["out_dir"])
     models = {r["model"] for r in runs.values()}
@@ -210,6 +215,7 @@ def test_every_run_fine_tunes_the_whole_model_on_the_official_split(rehearsal):
         f"{BACKBONES[b].timm_name}.safetensors" for b in HUB_BACKBONES)
 
 
+@pytest.mark.rehearsal
 def test_each_family_trains_with_its_own_schedule(rehearsal):
     runs = _runs(rehearsal["out_dir"])
     hyper = runs["hyperiqa_resnet50"]["train_config"]
@@ -221,6 +227,7 @@ def test_each_family_trains_with_its_own_schedule(rehearsal):
         assert {k for k in history if k.startswith("lr_")}, run  # per-group learning rates were logged
 
 
+@pytest.mark.rehearsal
 def test_ablation_lr_sweep_and_attention_outputs_exist(rehearsal):
     out = rehearsal["out_dir"]
     runs = _runs(out)
@@ -231,6 +238,7 @@ def test_ablation_lr_sweep_and_attention_outputs_exist(rehearsal):
     assert attention
 
 
+@pytest.mark.rehearsal
 def test_attention_heat_maps_on_both_koniq_image_sizes(rehearsal):
     """The trained SMART-IQA-Base maps a 512x384 image, a 1024x768 original decoded as the loader
     decodes it (to 512x384), and a 1024x768 image at full size."""
@@ -251,6 +259,51 @@ def test_attention_heat_maps_on_both_koniq_image_sizes(rehearsal):
     for heat in (small, decoded, full):
         assert np.isfinite(heat.attention_energy).all() and np.isfinite(heat.quality).all()
         assert np.allclose(heat.crop_weights.sum(axis=1), 1.0, atol=1e-3)  # stage attention sums to one
+
+
+@pytest.mark.rehearsal
+def test_the_rehearsal_stays_within_a_gigabyte(rehearsal):
+    """Peak disk of the work folder and the stand-in, sampled every half second: fp16 hub files
+    (395 MB) and smart_iqa_base's best.pt (356 MB) are most of it; every other checkpoint went
+    to os.devnull."""
+    print(f"koniq rehearsal: peak disk {rehearsal['peak_bytes'] / 1e6:.0f} MB")
+    assert 0 < rehearsal["peak_bytes"] < REHEARSAL_DISK_BYTES
+    out = rehearsal["out_dir"]
+    diverted = set(rehearsal["diverted_log"].read_text().splitlines())
+    trained = [name for name, r in _all_runs(out).items() if "train_config" in r]
+    for name in trained:
+        assert str((out / name / "round_0" / "last.pt").resolve()) in diverted, name
+        assert not (out / name / "round_0" / "last.pt").exists(), name
+        on_disk = (out / name / "round_0" / "best.pt").is_file()
+        assert on_disk == (name in KEEP_CHECKPOINTS), name
+        assert (str((out / name / "round_0" / "best.pt").resolve()) in diverted) == (not on_disk), name
+
+
+def test_the_checkpoint_diet_diverts_all_but_the_kept_best(tmp_path, monkeypatch):
+    """The rehearsal kernels' start-up file, run here: a kept run's best.pt is a real checkpoint,
+    everything else is serialised (same payload) to os.devnull and logged."""
+    import importlib
+    import runpy
+
+    import torch
+
+    from iqalib.engine.checkpoint import load_checkpoint
+    from koniq_standin import DIVERTED_LOG, install_checkpoint_diet
+
+    fit = importlib.import_module("iqalib.engine.fit")
+    monkeypatch.setattr(fit, "save_checkpoint", fit.save_checkpoint)  # undone after the test
+    folder = install_checkpoint_diet(tmp_path, keep=("kept",))
+    runpy.run_path(str(next((folder / "profile_default" / "startup").glob("*.py"))))
+    state = {"model_name": "m", "model": {"w": torch.ones(3)}}
+    for run in ("kept", "other"):
+        for name in ("best.pt", "last.pt"):
+            (tmp_path / run / "round_0").mkdir(parents=True, exist_ok=True)
+            fit.save_checkpoint(tmp_path / run / "round_0" / name, state)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.glob("*/round_0/*")) == ["kept/round_0/best.pt"]
+    assert torch.equal(load_checkpoint(tmp_path / "kept" / "round_0" / "best.pt")["model"]["w"], torch.ones(3))
+    assert (tmp_path / DIVERTED_LOG).read_text().splitlines() == [
+        str((tmp_path / run / "round_0" / name).resolve()) for run, name in
+        (("kept", "last.pt"), ("other", "best.pt"), ("other", "last.pt"))]
 
 
 def test_a_missing_standin_folder_is_one_line(tmp_path):
