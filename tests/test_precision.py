@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -225,3 +226,27 @@ def test_feature_pass_runs_in_the_chosen_precision_and_keys_the_cache_by_it(lite
         assert torch.isfinite(bf16).all()
         assert not torch.equal(fp32, bf16)  # bf16 autocast did run
         assert torch.allclose(fp32, bf16, rtol=0.1, atol=0.1 * fp32.abs().max().item())
+
+
+def test_a_long_feature_pass_says_first_how_long_and_where_its_cache_goes(lite0, one_thread, private_cache,
+                                                                           monkeypatch, capsys):
+    """One line before the pass: crops, time estimated from the second batch, cache path and size."""
+    from iqalib.engine import features
+
+    rng = np.random.default_rng(0)
+    arrays = [rng.integers(0, 256, (80, 96, 3), dtype=np.uint8) for _ in range(4)]
+    data = types.SimpleNamespace(table=types.SimpleNamespace(paths=[f"img{i}.png" for i in range(4)]),
+                                 store=ImageStore.from_arrays(arrays))
+    tc = TrainConfig(train_patches=2, test_patches=1, batch_size=4, patch_size=64, precision="fp32", progress=False)
+    feature_bank(lite0, data, tc, device="cpu")  # short: nothing said
+    assert "trunk features" not in capsys.readouterr().err
+    monkeypatch.setattr(features, "LONG_PASS_SECONDS", 0.0)  # now every pass counts as long
+    tc = TrainConfig(train_patches=3, test_patches=1, batch_size=4, patch_size=64, precision="fp32", progress=False)
+    bank = feature_bank(lite0, data, tc, device="cpu")
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    size = sum(f[0].numel() for f in bank.features) * 4 * 12
+    assert lines[0].startswith("computing trunk features once: 12 crops (3 per image), about ")
+    assert lines[0].endswith(f" ({size / 1e9:.2g} GB)")
+    named = Path(lines[0].split("; cache at ")[1].rsplit(" (", 1)[0])
+    assert named.is_file() and named.parent == private_cache / "features"  # the line named the cache it wrote

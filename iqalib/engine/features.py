@@ -17,6 +17,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import sys
+import time
 import warnings
 from dataclasses import dataclass
 
@@ -27,6 +29,9 @@ from iqalib.data.patches import PatchDataset, make_loader, to_model_input
 from iqalib.files import atomic_write_bytes
 from iqalib.engine.precision import autocast_dtype
 from iqalib.errors import OutputError
+
+
+LONG_PASS_SECONDS = 20.0  # a trunk pass estimated longer than this says so first, in one line
 
 
 @dataclass
@@ -81,6 +86,11 @@ def feature_bank(model, data, tc, *, device, use_disk: bool = True) -> FeatureBa
             with autocast:
                 pooled = model.pool_stages(model.forward_features(x))
             chunks.append([p.float().cpu() for p in pooled])
+            if len(chunks) == 1:  # the first batch warms up; the second, timed, gives the rate
+                started = time.perf_counter()
+            elif len(chunks) == 2:
+                rate = len(patches) / max(time.perf_counter() - started, 1e-9)
+                _announce(len(dataset), k, rate, chunks[0], path if use_disk else None)
             if progress is not None:
                 progress.update(len(patches))
     if progress is not None:
@@ -92,3 +102,16 @@ def feature_bank(model, data, tc, *, device, use_disk: bool = True) -> FeatureBa
         except OutputError as exc:  # the bank is in memory: a full cache disk costs only the cache
             warnings.warn(f"feature cache not saved: {exc}", stacklevel=2)
     return FeatureBank(features, k, backbone_state)
+
+
+def _announce(n_crops: int, k: int, crops_per_second: float, first: list[torch.Tensor], path) -> None:
+    """One line on stderr before a long trunk pass: its crops, its time estimated from the second
+    batch's rate, and where its cache goes and how large it will be; nothing for a short pass."""
+    seconds = n_crops / crops_per_second
+    if seconds < LONG_PASS_SECONDS:
+        return
+    size = sum(t[0].numel() for t in first) * 4 * n_crops  # fp32 bank
+    eta = f"{seconds / 60:.0f} minutes" if seconds >= 90 else f"{seconds:.0f} s"
+    where = f"cache at {path} ({size / 1e9:.2g} GB)" if path else f"kept in memory ({size / 1e9:.2g} GB)"
+    print(f"computing trunk features once: {n_crops} crops ({k} per image), about {eta}; {where}",
+          file=sys.stderr, flush=True)
