@@ -47,16 +47,21 @@ class OutputError(IQAError, OSError):
 def pickled_code(message: str) -> str | None:
     """What a ``torch.load(weights_only=True)`` refusal names, if the file asked for code or objects.
 
-    ``"io.open"`` for a file whose unpickling would call ``open``; ``"objects"``
+    Recognised: torch's wordings of a blocked global ("GLOBAL x was not an allowed global",
+    "unsupported GLOBAL x whose module y is blocked", "Unsupported class x") and of an object
+    it will not build. ``"io.open"`` for a file whose unpickling would call ``open``; ``"objects"``
     when the name is not given; None when the error is plain damage (a
     truncated file, random bytes), which is not a refusal.
     """
     import re
 
-    found = re.search(r"GLOBAL (\S+) was not an allowed global|Unsupported class (\S+)", message)
+    found = re.search(r"GLOBAL (\S+) was not an allowed global|Unsupported class (\S+)"
+                      r"|unsupported GLOBAL (\S+) whose module \S+ is blocked", message)
     if found:
-        return found.group(1) or found.group(2)
-    return "objects" if "Unsupported global" in message else None
+        return next(name for name in found.groups() if name)
+    objects = ("Unsupported global", "Can only build Tensor, Parameter, OrderedDict or types allowlisted",
+               "Can only create new object for nn.Parameter or classes allowlisted")
+    return "objects" if any(words in message for words in objects) else None
 
 
 def did_you_mean(word: str, choices, prefix: str = "") -> str:

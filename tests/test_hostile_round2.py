@@ -134,3 +134,38 @@ def test_training_refuses_model_options_a_checkpoint_would_refuse(tmp_path, caps
     with pytest.raises(CheckpointError, match=f"config.model.options.{key} is {value!r}, expected "):
         validate_checkpoint(Path("best.pt"), {"model_name": "smart_iqa_lite0",
                                               "config": {"model": {"options": options}}})
+
+
+# ------------------------------------------------------------ 10. a checkpoint that carries code
+class _Payload:
+    """Unpickling this calls ``os.system(command)``: torch names that global 'posix.system ... is blocked'."""
+
+    def __init__(self, command: str):
+        self.command = command
+
+    def __reduce__(self):
+        return os.system, (self.command,)
+
+
+@pytest.mark.parametrize("command", ["score", "import-weights"])
+def test_a_file_that_carries_code_is_refused_as_code_not_as_damage(job, capsys, command):
+    witness = job["root"] / "ran"
+    evil = job["root"] / "evil.pt"
+    torch.save({"format": "iqalib-checkpoint-1", "model_name": "smart_iqa_lite0",
+                "model": _Payload(f"touch {witness}")}, evil)
+    args = (["score", str(job["photos"]), "--checkpoint", str(evil)] if command == "score"
+            else ["import-weights", "hyperiqa", str(evil), "--out", str(job["out"] / "best.pt")])
+    before = snapshot(job["root"])
+    line = cli_error(capsys, args, CheckpointError, f"{evil}: refused, it contains pickled code or objects",
+                     "it asks for posix.system", "weights_only=True")
+    assert "re-download" not in line and "truncated" not in line
+    assert not witness.exists() and snapshot(job["root"]) == before
+
+
+def test_pickled_code_knows_the_wordings_of_a_blocked_global():
+    from iqalib.errors import pickled_code
+
+    assert pickled_code("Trying to load unsupported GLOBAL posix.system whose module posix is blocked.") == "posix.system"
+    assert pickled_code("Unsupported global: GLOBAL builtins.eval was not an allowed global by default.") == "builtins.eval"
+    assert pickled_code("Can only build Tensor, Parameter, OrderedDict or types allowlisted via ...") == "objects"
+    assert pickled_code("Weights only load failed. WeightsUnpickler error: Unsupported operand 149") is None
