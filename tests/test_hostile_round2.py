@@ -169,3 +169,123 @@ def test_pickled_code_knows_the_wordings_of_a_blocked_global():
     assert pickled_code("Unsupported global: GLOBAL builtins.eval was not an allowed global by default.") == "builtins.eval"
     assert pickled_code("Can only build Tensor, Parameter, OrderedDict or types allowlisted via ...") == "objects"
     assert pickled_code("Weights only load failed. WeightsUnpickler error: Unsupported operand 149") is None
+
+
+# ------------------------------------------------------------ 1. caches trusted without checking
+@pytest.fixture(scope="module")
+def lite0():
+    from iqalib.models import create_model
+
+    torch.manual_seed(0)
+    return create_model("hyperiqa_lite0", pretrained=False)
+
+
+def _bank_data(folder: Path):
+    """Three PNGs on disk and the decoded store :func:`feature_bank` reads, as the training loop holds them."""
+    import types
+
+    import numpy as np
+    from PIL import Image
+    from iqalib.data.images import ImageStore
+
+    paths = [noise_png(folder / f"img{i}.png", 80, 96, seed=i) for i in range(3)]
+    store = ImageStore.from_arrays([np.asarray(Image.open(p).convert("RGB")) for p in paths])
+    return types.SimpleNamespace(table=types.SimpleNamespace(paths=paths), store=store)
+
+
+def _bank(lite0, data):
+    from iqalib.config import TrainConfig
+    from iqalib.engine.features import feature_bank
+
+    tc = TrainConfig(train_patches=2, test_patches=1, batch_size=6, patch_size=64, precision="fp32", progress=False)
+    return feature_bank(lite0, data, tc, device="cpu")
+
+
+class _Alarm:
+    """Fail, rather than hang the suite, when a block does not finish within ``seconds``."""
+
+    def __init__(self, seconds: int):
+        self.seconds = seconds
+
+    def __enter__(self):
+        import signal
+
+        def fail(*_):
+            raise TimeoutError(f"still running after {self.seconds} s: a read blocked")
+
+        self.previous = signal.signal(signal.SIGALRM, fail)
+        signal.alarm(self.seconds)
+
+    def __exit__(self, *exc):
+        import signal
+
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, self.previous)
+
+
+def test_an_image_edited_in_place_gets_new_features(lite0, one_thread, private_cache, tmp_path):
+    from PIL import Image
+
+    data = _bank_data(tmp_path / "set")
+    first = _bank(lite0, data)
+    image = data.table.paths[1]
+    info = os.stat(image)
+    flipped = Image.open(image).transpose(Image.FLIP_LEFT_RIGHT)  # same size, same shape, other pixels
+    flipped.save(image)
+    os.utime(image, ns=(info.st_atime_ns, info.st_mtime_ns + 10**9))  # a coarse clock still sees the edit
+    assert os.stat(image).st_size == info.st_size  # the old key (names and shapes) would match
+    import numpy as np
+    from iqalib.data.images import ImageStore
+
+    data.store = ImageStore.from_arrays([np.asarray(Image.open(p).convert("RGB")) for p in data.table.paths])
+    second = _bank(lite0, data)
+    assert len(list((private_cache / "features").glob("*.pt"))) == 2  # another key, not the old bank
+    assert not all(torch.equal(a, b) for a, b in zip(first.features, second.features))
+
+
+@pytest.mark.parametrize("damage, why", [
+    ("rows", "rows where the table needs 6; computing the trunk features again"),
+    ("values", "does not match its checksum"),
+    ("pipe", "is not a regular file"),
+    ("junk", "is unreadable"),
+])
+def test_a_feature_cache_that_does_not_hold_what_it_says_is_rebuilt_with_one_line(lite0, one_thread, private_cache,
+                                                                                  tmp_path, damage, why):
+    from iqalib.engine.features import _features_sha256
+
+    data = _bank_data(tmp_path / "set")
+    good = _bank(lite0, data)
+    (path,) = (private_cache / "features").glob("*.pt")
+    saved = torch.load(path, weights_only=True)
+    path.unlink()
+    if damage == "rows":  # fewer rows than the table, with a checksum that matches them
+        features = [t[:4] for t in saved["features"]]
+        torch.save({"features": features, "sha256": _features_sha256(features)}, path)
+    elif damage == "values":
+        saved["features"][0][0] += 1.0
+        torch.save(saved, path)
+    elif damage == "pipe":
+        os.mkfifo(path)
+    else:
+        path.write_bytes(b"PK\x03\x04 not a bank")
+    with _Alarm(60), pytest.warns(UserWarning, match=f"feature cache {path}: .*{why}") as caught:
+        bank = _bank(lite0, data)
+    assert len([w for w in caught if "feature cache" in str(w.message)]) == 1
+    assert all(torch.equal(a, b) for a, b in zip(good.features, bank.features))
+    assert path.is_file() and not path.is_symlink()  # rewritten as a regular, verified file
+    assert all(torch.equal(a, b) for a, b in zip(good.features, torch.load(path, weights_only=True)["features"]))
+
+
+def test_a_precision_cache_that_is_a_pipe_is_not_read(private_cache, monkeypatch):
+    from iqalib.engine import precision
+
+    monkeypatch.setattr(precision, "_memo", {})
+    monkeypatch.setattr(precision, "probe_matmul", lambda: {"size": 256, "fp32_gflops": 9.0, "bf16_gflops": 1.0,
+                                                            "seconds": 0.1, "threads": 1,
+                                                            "version": precision.PROBE_VERSION})
+    path = precision.cache_path()
+    path.parent.mkdir(parents=True)
+    os.mkfifo(path)
+    with _Alarm(60):
+        entry = precision.cpu_probe()
+    assert entry["source"] == "measured" and entry["decision"] == "fp32"

@@ -17,6 +17,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
+import stat
 import sys
 import time
 import warnings
@@ -26,6 +28,7 @@ import torch
 
 from iqalib.data.images import cache_root
 from iqalib.data.patches import PatchDataset, make_loader, to_model_input
+from iqalib.engine import provenance
 from iqalib.files import atomic_write_bytes
 from iqalib.engine.precision import autocast_dtype
 from iqalib.errors import OutputError
@@ -50,8 +53,50 @@ def _bank_key(model, data, tc, k: int, dtype=None) -> str:
         "backbone": model.backbone.name, "weights": weights.hexdigest(), "k": k, "patch": tc.patch_size,
         "seed": tc.seed, "crops": tc.test_crops, "autocast": str(dtype),
         "images": list(map(str, data.table.paths)), "shapes": data.store.shapes.tolist(),
+        "contents": _contents(data.table.paths),  # an image edited in place (same name, same size) counts
     }
     return hashlib.sha1(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def _contents(paths) -> str:
+    """One hash of the images' sha256 (memoised by path, size and mtime in the provenance module)."""
+    h = hashlib.sha256()
+    for path in paths:
+        try:
+            h.update(provenance.image_sha256(path).encode())
+        except OSError:  # an image that is gone was dropped from the store: its name and shape count
+            h.update(b"absent")
+    return h.hexdigest()
+
+
+def _features_sha256(features: list[torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for tensor in features:
+        h.update(str(tuple(tensor.shape)).encode())
+        h.update(tensor.contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _read_bank(path, rows: int) -> tuple[list[torch.Tensor] | None, str | None]:
+    """(features, None) from the cache file ``path``, or (None, why it is not used): a file that is not
+    regular (a pipe would block the read), unreadable, without the rows the table needs, or whose
+    tensors no longer match the checksum saved with them is recomputed, never trusted."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None, "is not a regular file"
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        features = saved["features"]
+        if not (isinstance(features, list) and features and all(isinstance(t, torch.Tensor) for t in features)):
+            return None, "holds no feature tensors"
+    except FileNotFoundError:
+        return None, None
+    except Exception as exc:  # a damaged file trips the unpickler anywhere
+        return None, f"is unreadable ({type(exc).__name__})"
+    if any(t.ndim == 0 or len(t) != rows for t in features):
+        return None, f"holds {[len(t) if t.ndim else 0 for t in features]} rows where the table needs {rows}"
+    if saved.get("sha256") != _features_sha256(features):
+        return None, "does not match its checksum (edited, damaged, or written by an older iqalib)"
+    return features, None
 
 
 def feature_bank(model, data, tc, *, device, use_disk: bool = True) -> FeatureBank:
@@ -61,14 +106,14 @@ def feature_bank(model, data, tc, *, device, use_disk: bool = True) -> FeatureBa
     dtype = autocast_dtype(device, tc.precision)
     path = cache_root() / "features" / f"{_bank_key(model, data, tc, k, dtype)}.pt"
     backbone_state = {n: t.detach().cpu().clone() for n, t in model.backbone.state_dict().items()}
-    if use_disk and path.is_file():
-        try:
-            saved = torch.load(path, map_location="cpu", weights_only=True)
-            return FeatureBank(saved["features"], k, backbone_state)
-        except Exception:  # a damaged cache is recomputed, never trusted
-            path.unlink(missing_ok=True)
     dataset = PatchDataset(data.store, patch_size=tc.patch_size, patches_per_image=k,
                            train=False, seed=tc.seed, test_crops=tc.test_crops)
+    if use_disk:
+        features, why = _read_bank(path, len(dataset))
+        if features is not None:
+            return FeatureBank(features, k, backbone_state)
+        if why is not None:
+            warnings.warn(f"feature cache {path}: {why}; computing the trunk features again", stacklevel=2)
     loader = make_loader(dataset, batch_size=tc.batch_size, shuffle=False, workers=tc.workers)
     model.eval()
     chunks: list[list[torch.Tensor]] = []
@@ -98,7 +143,8 @@ def feature_bank(model, data, tc, *, device, use_disk: bool = True) -> FeatureBa
     features = [torch.cat(parts) for parts in zip(*chunks)]
     if use_disk:
         try:
-            atomic_write_bytes(path, lambda f: torch.save({"features": features}, f))
+            saved = {"features": features, "sha256": _features_sha256(features)}
+            atomic_write_bytes(path, lambda f: torch.save(saved, f))
         except OutputError as exc:  # the bank is in memory: a full cache disk costs only the cache
             warnings.warn(f"feature cache not saved: {exc}", stacklevel=2)
     return FeatureBank(features, k, backbone_state)

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import platform
+import stat
 import time
 import warnings
 from pathlib import Path
@@ -147,8 +148,11 @@ def cache_path() -> Path:
 
 
 def _read_cache(path: Path) -> dict:
-    """The cached probes by machine key; {} for a missing or damaged file (it is then rewritten)."""
+    """The cached probes by machine key; {} for a missing or damaged file (it is then rewritten), and
+    for anything that is not a regular file (a named pipe would block the read forever)."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return {}
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
