@@ -15,11 +15,11 @@ reader of the output went away (``| head``).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from iqalib.errors import ConfigError, IQAError
+from iqalib.files import json_text
 
 
 def _train(args) -> int:
@@ -52,8 +52,8 @@ def _train(args) -> int:
         return 128 + exc.signum
     if not distributed.is_main():
         return 0
-    print(json.dumps({k: result[k] for k in ("name", "model", "data", "rounds",
-                                              "median_test_srcc", "median_test_plcc")}, indent=2))
+    print(json_text({k: result[k] for k in ("name", "model", "data", "rounds",
+                                            "median_test_srcc", "median_test_plcc")}))  # strict: NaN is null
     print(f"results: {config.run_dir}/summary.json")
     return 0
 
@@ -68,7 +68,7 @@ def _evaluate(args) -> int:
     from iqalib.engine.score import evaluate_split
 
     scores = evaluate_split(args.checkpoint, split=args.split, dataset=args.dataset, root=args.root)
-    print(json.dumps(scores, indent=2))
+    print(json_text(scores))  # strict JSON: an undefined metric is null
     return 0
 
 
@@ -213,6 +213,22 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
         return super()._get_help_string(action)
 
 
+def _add_data_commands(sub) -> None:
+    """``iqalib datasets`` and ``iqalib download``."""
+    p = sub.add_parser("datasets", help="supported data sets and their layouts on disk")
+    p.add_argument("name", nargs="?", help="one data set, e.g. csv (default: all of them)")
+    p.set_defaults(func=_datasets)
+
+    p = sub.add_parser("download", help="fetch a data set's official archives")
+    p.add_argument("name", nargs="?", help="the data set (default: list what can be downloaded)")
+    p.add_argument("--root", default="data", help="the folder that receives the data set's folder")
+    p.add_argument("--base-url", help="mirror replacing the official host")
+    p.add_argument("--which", nargs="*", help="only these archives (default: all of the data set's)")
+    p.add_argument("--sha256", help="expected checksum of the archive")
+    p.add_argument("--list", action="store_true", help="list the data sets that can be downloaded")
+    p.set_defaults(func=_download)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="iqalib", description="Blind image quality assessment: "
                                  "HyperIQA and SMART-IQA", formatter_class=_HelpFormatter)
@@ -273,18 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="smart_iqa_tiny|small|base (default: detected from the shapes)")
     p.set_defaults(func=_import_weights)
 
-    p = sub.add_parser("datasets", help="supported data sets and their layouts on disk")
-    p.add_argument("name", nargs="?", help="one data set, e.g. csv (default: all of them)")
-    p.set_defaults(func=_datasets)
-
-    p = sub.add_parser("download", help="fetch a data set's official archives")
-    p.add_argument("name", nargs="?", help="the data set (default: list what can be downloaded)")
-    p.add_argument("--root", default="data", help="the folder that receives the data set's folder")
-    p.add_argument("--base-url", help="mirror replacing the official host")
-    p.add_argument("--which", nargs="*", help="only these archives (default: all of the data set's)")
-    p.add_argument("--sha256", help="expected checksum of the archive")
-    p.add_argument("--list", action="store_true", help="list the data sets that can be downloaded")
-    p.set_defaults(func=_download)
+    _add_data_commands(sub)
 
     p = sub.add_parser("bench", help="run the benchmarks (JSON into benchmarks/results)")
     p.add_argument("--only", nargs="*", help="benchmark names, e.g. patch_pipeline (gpu_step: on a GPU box)")
