@@ -63,6 +63,7 @@ _SUMMARY_STATISTICS = ("median", "mean", "std", "min", "max", "q25", "q75", "iqr
 _MIN_PAIRS = 2
 # A 4-parameter fit needs at least as many points as parameters.
 _MIN_PAIRS_LOGISTIC = 4
+MIN_SCORED_IMAGES = _MIN_PAIRS_LOGISTIC  # the fewest images a scored part may hold
 # Bootstrap resample matrices are processed in blocks of about this many
 # entries so that memory stays bounded for large test sets.
 _BLOCK_ENTRIES = 2_000_000

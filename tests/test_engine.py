@@ -26,6 +26,7 @@ from iqalib import metrics
 from iqalib.data.datasets import load_dataset
 from iqalib.data.splits import split_table
 from iqalib.engine import fit, load_trained, predict, score_paths
+from iqalib.experiments import run_config
 from iqalib.engine.checkpoint import FORMAT, load_checkpoint, save_checkpoint
 from iqalib.engine.fit import TrainingDiverged
 from iqalib.engine.runlock import StaleLockWarning
@@ -435,3 +436,20 @@ def test_fidelity_trains_with_each_training_image_s_rater_std(mini_data, tmp_pat
     train = split_table(table, seed=0, fractions=(0.5, 0.25, 0.25))["train"]
     assert np.isfinite(train.std).all() and (train.std > 0).all()  # the demo's simulated raters
     assert seen[0] is not None and np.allclose(seen[0].numpy(), train.std) and seen[1] is None
+
+
+def test_a_scored_part_too_small_for_its_metrics_is_a_one_line_config_error(tmp_path, write_image):
+    # 10 images as 40/30/30: validation and test hold 3 images, one fewer than PLCC's logistic fit needs
+    root = tmp_path / "tiny"
+    for i in range(10):
+        write_image(root / f"im{i}.png", height=40, width=40, seed=i)
+    (root / "scores.csv").write_text("image,mos\n" + "".join(f"im{i}.png,{10 * i + 5}\n" for i in range(10)))
+    config = run_config("too_small", out_dir=tmp_path / "runs", dataset="csv", data_root=root,
+                        model="hyperiqa_lite0", pretrained=False, fractions=(0.4, 0.3, 0.3), epochs=1,
+                        patch_size=32, train_patches=1, test_patches=1, batch_size=4, freeze_backbone=True,
+                        device="cpu", progress=False)
+    with pytest.raises(ConfigError) as info:
+        fit(config)
+    message = str(info.value)
+    assert "data.fractions=[0.4, 0.3, 0.3]: the val part of round 0 holds 3 image(s)" in message
+    assert "need at least 4" in message and "\n" not in message

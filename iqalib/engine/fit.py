@@ -469,6 +469,11 @@ def _start_round(config: RunConfig, data: Data, round_index: int, *, resume: boo
                         fractions=tuple(config.data.fractions), official=config.data.official_split)
     if len(parts["val"]) == 0:
         raise ConfigError("the validation split is empty; model selection needs one (data.fractions)")
+    for name in ("val", "test"):  # each is scored with PLCC's logistic fit, which needs 4 images
+        if len(parts[name]) < metrics.MIN_SCORED_IMAGES:
+            raise ConfigError(f"data.fractions={list(config.data.fractions)}: the {name} part of round "
+                              f"{round_index} holds {len(parts[name])} image(s), and its SRCC/PLCC need at least "
+                              f"{metrics.MIN_SCORED_IMAGES}; use more data or larger {name} fractions")
     card = training_card(config, data.table, parts, tc, model, dtype, round_index)
     sources = _round_sources(model, data, parts, bank, tc, train_tc, device=device, dtype=dtype)
     runner = torch.compile(model) if tc.compile else model
@@ -533,8 +538,7 @@ def _train_epochs(run: Round) -> None:
                 f"the validation predictions became {bad} at epoch {epoch + 1} ({int((~np.isfinite(val_pred)).sum())} "
                 f"of {len(val_pred)} images); lower train.trunk_lr or set train.grad_clip, then rerun with "
                 f"--force; {kept}")
-        val = metrics.evaluate_scores(val_pred, mos["val"]) if len(mos["val"]) >= 4 else {
-            "srcc": metrics.srcc(val_pred, mos["val"]), "plcc": metrics.plcc(val_pred, mos["val"])}
+        val = metrics.evaluate_scores(val_pred, mos["val"])  # the part holds >= MIN_SCORED_IMAGES (_start_round)
         row = {"epoch": epoch + 1, **stats, "val_srcc": val["srcc"], "val_plcc": val["plcc"],
                "val_seconds": time.perf_counter() - t0,
                **{f"lr_{g.get('name', i)}": g["lr"] for i, g in enumerate(optimizer.param_groups)}}
