@@ -32,7 +32,7 @@ from iqalib.data.patches import to_model_input
 from iqalib.engine.checkpoint import load_checkpoint
 from iqalib.engine.fit import Data, PatchSource, fit, predict_images, resolve_device, resolved_train
 from iqalib.engine.parallel import Job, run_jobs
-from iqalib.engine.runfolder import book_run
+from iqalib.engine.runfolder import book_run, finished_here
 from iqalib.engine.score import load_trained
 from iqalib.errors import ConfigError, IQAError
 from iqalib.models import create_model, model_complexity
@@ -98,16 +98,23 @@ def run_many(configs, *, devices=("cpu",), force: bool = False) -> list[dict]:
 
 
 # ----------------------------------------------------- learning-rate sweep
-def lr_sweep(name: str, trunk_lrs, **run_keys) -> pd.DataFrame:
+def lr_sweep(name: str, trunk_lrs, *, reuse: dict | None = None, **run_keys) -> pd.DataFrame:
     """Train (or read back) one run per trunk learning rate; one row per (trunk_lr, round).
 
     Runs are named ``{name}_lr{trunk_lr:g}``; ``run_keys`` are :func:`run_config`'s
-    other arguments (out_dir, dataset, model, epochs...). Columns: trunk_lr,
+    other arguments (out_dir, dataset, model, epochs...). ``reuse`` maps a rate to
+    another chapter's run name: when that run finished with exactly this rate's
+    configuration, it is read back instead of trained again (else the rate trains
+    under the sweep's name; the other run is never touched). Columns: trunk_lr,
     round, srcc, plcc, best_epoch, model, data, run.
     """
     rows = []
     for lr in trunk_lrs:
-        results = run_or_load(run_config(f"{name}_lr{lr:g}", trunk_lr=float(lr), **run_keys))
+        config = run_config(f"{name}_lr{lr:g}", trunk_lr=float(lr), **run_keys)
+        other = (reuse or {}).get(float(lr)) or (reuse or {}).get(lr)
+        if other is not None and finished_here(run_config(other, trunk_lr=float(lr), **run_keys)):
+            config = run_config(other, trunk_lr=float(lr), **run_keys)
+        results = run_or_load(config)
         for r in results["round_results"]:
             rows.append({"trunk_lr": float(lr), "round": r["round"], "srcc": r["test"]["srcc"],
                          "plcc": r["test"]["plcc"], "best_epoch": r["best_epoch"],

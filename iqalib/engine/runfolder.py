@@ -327,6 +327,16 @@ def claim_for_book(config: RunConfig, force: bool = False) -> tuple[bool, bool]:
     return False, resume
 
 
+def finished_here(config: RunConfig) -> bool:
+    """Whether ``config``'s folder holds this exact run, finished (the book's reuse test, without
+    its side effects: nothing is cleared or stamped)."""
+    data = provenance.data_identity(config)
+    key = provenance.fingerprint(config, data=data)
+    summary = _read_json(config.run_dir / "summary.json")
+    stamp = _read_json(config.run_dir / STAMP)
+    return bool(summary) and stamp.get("fingerprint") == key and _recorded_fingerprint(summary, data) == key
+
+
 @contextlib.contextmanager
 def book_run(config: RunConfig, *, force: bool = False):
     """Hold ``config``'s run folder and yield :func:`claim_for_book`'s ``(finished, resume)``."""
