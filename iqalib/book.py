@@ -14,7 +14,9 @@ it when the profile changed, so a book never mixes profiles or shows stale
 outputs. A failing cell stops everything with one line naming the notebook
 and the cell; the book is then not built, and the failed run is kept as
 ``book/executed/<stem>.failed.ipynb`` (never under the chapter's own name), so
-a later build refuses the incomplete folder instead of publishing it.
+a later build refuses the incomplete folder instead of publishing it. A chapter
+runs as ``<stem>.running.ipynb`` and takes its own name only once complete, so a
+run killed midway (SIGKILL, a power cut) leaves no chapter that looks done.
 
 What a page shows: each chapter's kernel starts with
 :func:`iqalib.book_style.apply` (rounded table numbers, plain progress bars)
@@ -282,22 +284,26 @@ def execute_notebook(stem: str, parameters: dict, *, root: str | Path = ROOT,
         raise ConfigError(f"notebook {source} is missing")
     output = Path(output) if output else root / EXECUTED / f"{stem}.ipynb"
     output.parent.mkdir(parents=True, exist_ok=True)
+    # Papermill writes as it goes: under a temporary name, renamed only when complete, so that a
+    # run killed mid-chapter never leaves a half-executed notebook under the chapter's own name.
+    running = output.with_name(f"{output.stem}.running.ipynb")
+    output.unlink(missing_ok=True)  # the chapter is being redone: until it is, it is not there
     kernels = _kernel_dir()
     previous = os.environ.get("JUPYTER_PATH")
     os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(kernels), previous]))
     try:
-        papermill.execute_notebook(jupytext.read(source), str(output), parameters=parameters,
+        papermill.execute_notebook(jupytext.read(source), str(running), parameters=parameters,
                                    kernel_name="python3", language="python", cwd=str(root),
                                    progress_bar=False, start_timeout=KERNEL_START_SECONDS,
                                    config=_kernel_config(kernels))
     except PapermillExecutionError as exc:
         evalue = " ".join(str(exc.evalue).split())[:300]
-        # Papermill has written the failed run to ``output``: move it aside, so that the
-        # executed folder never holds a failed chapter under its real name, and a
-        # later build refuses to publish a book that lacks it.
+        # Papermill has written the failed run: keep it aside, so that the executed folder
+        # never holds a failed chapter under its real name, and a later build refuses to
+        # publish a book that lacks it.
         failed = output.with_name(f"{output.stem}.failed.ipynb")
-        if output.is_file():
-            os.replace(output, failed)
+        if running.is_file():
+            os.replace(running, failed)
         raise NotebookFailed(f"notebook {stem} failed in cell {exc.cell_index} (In [{exc.exec_count}]): "
                              f"{exc.ename}: {evalue} (failed copy: {failed}); fix it and rerun") from None
     finally:
@@ -306,7 +312,8 @@ def execute_notebook(stem: str, parameters: dict, *, root: str | Path = ROOT,
         else:
             os.environ["JUPYTER_PATH"] = previous
         shutil.rmtree(kernels, ignore_errors=True)
-    show_parameters_once(output, parameters.get("profile"))
+    show_parameters_once(running, parameters.get("profile"))
+    os.replace(running, output)  # complete: now, and only now, the chapter's own name
     output.with_name(f"{output.stem}.failed.ipynb").unlink(missing_ok=True)  # an older failure is fixed
     return output
 

@@ -289,3 +289,47 @@ def test_a_precision_cache_that_is_a_pipe_is_not_read(private_cache, monkeypatch
     with _Alarm(60):
         entry = precision.cpu_probe()
     assert entry["source"] == "measured" and entry["decision"] == "fp32"
+
+
+# ------------------------------------------------------------ 8. a killed book run
+def test_a_chapter_killed_midway_never_has_its_own_name(tmp_path, monkeypatch):
+    """Papermill writes as it goes; a run that dies there (here: interrupted after the first cells were
+    written, as SIGKILL would leave it) keeps no notebook under the chapter's name."""
+    import papermill
+
+    from iqalib.book import EXECUTED, execute_notebook
+
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "notebooks" / "99_tiny.py").write_text('# %% tags=["parameters"]\nx = 1\n\n# %%\ny = 2\n')
+    final = tmp_path / EXECUTED / "99_tiny.ipynb"
+    final.parent.mkdir(parents=True)
+    final.write_text("{}")  # an earlier run's chapter: redone now, so not done until this run completes
+
+    def dies_midway(notebook, output, **kwargs):
+        Path(output).write_text('{"cells": [], "half": "executed"}')
+        raise KeyboardInterrupt  # what the process sees of its end, as near as a test can get
+
+    monkeypatch.setattr(papermill, "execute_notebook", dies_midway)
+    with pytest.raises(KeyboardInterrupt):
+        execute_notebook("99_tiny", {"x": 7}, root=tmp_path)
+    assert not final.exists()
+    assert [p.name for p in final.parent.iterdir()] == ["99_tiny.running.ipynb"]
+
+
+@pytest.mark.book
+def test_a_chapter_runs_under_a_temporary_name_until_complete(tmp_path):
+    from iqalib.book import EXECUTED, NotebookFailed, execute_notebook
+
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "notebooks" / "99_tiny.py").write_text(
+        '# %% tags=["parameters"]\nx = 1\n\n# %%\nimport os\n'
+        'assert not os.path.exists("book/executed/99_tiny.ipynb")\n'
+        'assert os.path.exists("book/executed/99_tiny.running.ipynb")\n\n'
+        '# %%\nraise ValueError(f"midway x={x}")\n')
+    with pytest.raises(NotebookFailed, match="notebook 99_tiny failed in cell 3 .*ValueError: midway x=7"):
+        execute_notebook("99_tiny", {"x": 7}, root=tmp_path)
+    assert sorted(p.name for p in (tmp_path / EXECUTED).iterdir()) == ["99_tiny.failed.ipynb"]
+    (tmp_path / "notebooks" / "99_tiny.py").write_text(
+        (tmp_path / "notebooks" / "99_tiny.py").read_text().replace('raise ValueError(f"midway x={x}")', "z = x"))
+    assert execute_notebook("99_tiny", {"x": 7}, root=tmp_path) == tmp_path / EXECUTED / "99_tiny.ipynb"
+    assert sorted(p.name for p in (tmp_path / EXECUTED).iterdir()) == ["99_tiny.ipynb"]
