@@ -55,7 +55,8 @@ sweep_recipe = {key: value for key, value in recipe.items() if key != "trunk_lr"
 # The recipe's own rate is chapter 4's run, read back when its settings are these.
 sweep = lr_sweep(run_name, trunk_lrs, reuse={recipe["trunk_lr"]: model}, out_dir=out_dir,
                  model=model, dataset=dataset, data_root=data_root, split_seed=split_seed,
-                 fractions=fractions, seed=seed, device=device, progress=False, **sweep_recipe)
+                 fractions=fractions, seed=seed, device=device, progress=False,
+                 **sweep_recipe)
 rates, rate_label = learning_rate_axis(sweep, out_dir)
 print(f"axis: {rate_label}")
 lr_table(sweep, rates)
