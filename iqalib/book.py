@@ -42,6 +42,7 @@ from pathlib import Path
 
 from iqalib.config import TrainConfig, read_yaml
 from iqalib.errors import ConfigError, IQAError, OutputError, did_you_mean
+from iqalib.files import atomic_write_text
 from iqalib.paths import cut, safe_part, shown
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -239,7 +240,7 @@ def _quiet_shutdown_kernel_manager():
     terminal of ``make book``. A kernel that does not stop is still terminated,
     then killed, after ``shutdown_wait_time``.
     """
-    from jupyter_client.manager import AsyncKernelManager
+    from jupyter_client.manager import AsyncKernelManager  # lazy: only the book's runs need it
 
     class QuietShutdownKernelManager(AsyncKernelManager):
         async def _async_interrupt_kernel(self) -> None:
@@ -257,7 +258,7 @@ def _kernel_config(kernels: Path):
     encrypted; local sockets in a folder only this user can read are both
     private and quiet. Windows has no IPC transport: TCP stays there.
     """
-    from traitlets.config import Config
+    from traitlets.config import Config  # lazy: only the book's runs need it
 
     config = Config()
     config.NotebookClient.kernel_manager_class = _quiet_shutdown_kernel_manager()
@@ -274,9 +275,9 @@ def execute_notebook(stem: str, parameters: dict, *, root: str | Path = ROOT,
     Returns the executed notebook's path; raises :class:`NotebookFailed` with
     the notebook, the cell and the error on one line.
     """
-    import jupytext
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
+    import jupytext  # lazy: only the book's runs need it
+    import papermill  # lazy: only the book's runs need it
+    from papermill.exceptions import PapermillExecutionError  # lazy: only the book's runs need it
 
     root = Path(root)
     source = root / "notebooks" / f"{stem}.py"
@@ -330,9 +331,7 @@ def show_parameters_once(path: str | Path, profile: str | None = None) -> None:
     not shown by Jupyter Book). Executing the merged cell alone gives the same
     values as the two cells did.
     """
-    import nbformat
-
-    from iqalib.files import atomic_write_text
+    import nbformat  # lazy: only the book's runs need it
 
     path = Path(path)
     nb = nbformat.read(path, as_version=4)

@@ -416,7 +416,7 @@ def check_device(name: str) -> None:
     """Refuse a ``train.device`` that this machine does not have (one line saying what to use)."""
     if name in ("auto", "cpu"):
         return
-    import torch
+    import torch  # lazy: torch loads only to check a device
 
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("train.device='cuda' but no CUDA device is visible; use device=auto or cpu")

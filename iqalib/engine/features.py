@@ -119,7 +119,7 @@ def feature_bank(model, data, tc, *, device, use_disk: bool = True) -> FeatureBa
     chunks: list[list[torch.Tensor]] = []
     progress = None
     if tc.progress:
-        from tqdm import tqdm
+        from tqdm import tqdm  # lazy: keeps import iqalib fast
 
         progress = tqdm(total=len(dataset), desc="trunk features", unit="patch", leave=False)
     autocast = (torch.autocast(device_type=device.type, dtype=dtype) if dtype is not None

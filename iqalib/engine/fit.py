@@ -328,7 +328,7 @@ def train_one_epoch(source, model, optimizer, loss_fn, tc: TrainConfig, epoch: i
         source.n_images, epoch, tc.seed)))
     progress = None
     if tc.progress and distributed.is_main():
-        from tqdm import tqdm
+        from tqdm import tqdm  # lazy: keeps import iqalib fast
 
         progress = tqdm(desc=f"epoch {epoch + 1}/{tc.epochs}", unit="patch", leave=False)
     while True:

