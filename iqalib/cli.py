@@ -20,6 +20,7 @@ from pathlib import Path
 
 from iqalib.errors import ConfigError, IQAError
 from iqalib.files import json_text
+from iqalib.paths import printable
 
 
 def _train(args) -> int:
@@ -76,12 +77,12 @@ def _score(args) -> int:
     from iqalib.data.preprocess import check_preprocess, set_preprocess
     from iqalib.engine.card import check_score_card, score_card, write_score_card
     from iqalib.engine.ready import describe, ready_checkpoint
-    from iqalib.engine.score import (check_scores_output, default_crops, expand_paths, load_trained, score_paths,
-                                     write_scores)
+    from iqalib.engine.score import (check_scores_output, default_crops, expand_inputs, load_trained, score_paths,
+                                     scores_csv, write_scores)
 
     check_preprocess(args.preprocess, short_side=args.short_side)
     checkpoint = args.checkpoint or ready_checkpoint()  # none given: iqalib's ready model
-    paths = expand_paths(args.paths)
+    paths, carried = expand_inputs(args.paths)  # carried: a CSV of paths' other columns (its mos)
     # Before any work: --out must not be an input (an image, the checkpoint, a CSV) or a foreign file.
     out = check_scores_output(args.out, [*args.paths, *paths], checkpoint=checkpoint) if args.out else None
     if out:
@@ -91,16 +92,16 @@ def _score(args) -> int:
     table = score_paths(model, paths, patches=patches, short_side=args.short_side,
                         batch_size=args.batch_size)
     if out:
-        write_scores(out, table)  # atomic: a failed write keeps the previous table
-        print(f"wrote {len(table)} scores to {out}")
+        write_scores(out, table, carried)  # atomic: a failed write keeps the previous table
+        print(f"wrote {len(table)} scores to {printable(out)}")
         card = write_score_card(out, score_card(
             checkpoint, model, patches=patches, short_side=args.short_side,
             n_images=len(table), n_failed=int((table["error"] != "").sum())))
-        print(f"wrote the model card and scoring settings to {card}")
+        print(f"wrote the model card and scoring settings to {printable(card)}")
     else:
-        table.to_csv(sys.stdout, index=False)
+        sys.stdout.write(scores_csv(table, carried))
     # Last, so that an error (a refused flag, a failed write) stays the one line on stderr.
-    print(f"scored by {describe(model.card, checkpoint)}; {patches} crops per image", file=sys.stderr)
+    print(f"scored by {describe(model.card, printable(checkpoint))}; {patches} crops per image", file=sys.stderr)
     n_failed = int((table["error"] != "").sum())
     if n_failed:
         print(f"{n_failed} of {len(table)} image(s) could not be scored (see above)", file=sys.stderr)
@@ -155,9 +156,12 @@ def _download(args) -> int:
         for name, text in list_downloadable().items():
             print(f"{name}: {text}")
         return 0
+    if not 0 < args.timeout < float("inf"):  # 0 would make every read fail, NaN and inf never end
+        raise ConfigError(f"--timeout {args.timeout:g} must be a positive number of seconds, e.g. 60")
     # A progress bar only where someone watches: in a log it is noise around the one error line.
     path = download_dataset(args.name, Path(args.root), base_url=args.base_url,
-                            which=args.which, sha256=args.sha256, progress=sys.stderr.isatty())
+                            which=args.which, sha256=args.sha256, progress=sys.stderr.isatty(),
+                            timeout=args.timeout)
     print(f"{args.name} ready at {path}")
     return 0
 
@@ -225,6 +229,8 @@ def _add_data_commands(sub) -> None:
     p.add_argument("--base-url", help="mirror replacing the official host")
     p.add_argument("--which", nargs="*", help="only these archives (default: all of the data set's)")
     p.add_argument("--sha256", help="expected checksum of the archive")
+    p.add_argument("--timeout", type=float, default=60, metavar="SECONDS",
+                   help="how long to wait for the server to send data before giving up (the partial file is kept)")
     p.add_argument("--list", action="store_true", help="list the data sets that can be downloaded")
     p.set_defaults(func=_download)
 
@@ -260,7 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("score", help="rate your own images")
-    p.add_argument("paths", nargs="+", help="image files, folders or a CSV of paths")
+    p.add_argument("paths", nargs="+", help="image files, folders or a CSV of paths (column image; its other "
+                   "columns, such as mos, follow image,score,error in the table)")
     p.add_argument("--checkpoint", help="a best.pt of iqalib train or import-weights (default: iqalib's ready "
                    "model, smart_iqa_lite0 trained on LIVE-C's 627 JPEGs; MOS 0-100, higher is better)")
     p.add_argument("--patches", type=int, default=None,
@@ -319,7 +326,7 @@ def main(argv=None) -> int:
     except IQAError as exc:
         if args.debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {printable(exc)}", file=sys.stderr)  # a name that is not UTF-8: its bytes as \xHH
         return 2
     except KeyboardInterrupt as exc:  # Ctrl-C: one line, exit status 130 (128 + SIGINT)
         if args.debug:
@@ -332,7 +339,7 @@ def main(argv=None) -> int:
     except OSError as exc:  # a disk or file problem that no check turned into an IQAError
         if args.debug:
             raise
-        print(f"error: {_os_failure(exc)}", file=sys.stderr)
+        print(f"error: {printable(_os_failure(exc))}", file=sys.stderr)
         return 2
     except MemoryError:
         if args.debug:
@@ -343,7 +350,7 @@ def main(argv=None) -> int:
     except Exception as exc:  # no check anticipated this: a bug, said so in one line
         if args.debug:
             raise
-        summary = " ".join(str(exc).split())[:200]
+        summary = " ".join(printable(exc).split())[:200]
         print(f"error: this is a bug in iqalib ({type(exc).__name__}{': ' + summary if summary else ''}); "
               "rerun with --debug for the traceback and report it", file=sys.stderr)
         return 3

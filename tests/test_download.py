@@ -160,7 +160,9 @@ def test_fetch_full_download_checks_sha256_and_writes_sidecar(server, tmp_path):
     server.files["/a.bin"] = data
     dest = _fetch(server, "/a.bin", tmp_path / "a.bin", sha256=_sha(data), size=len(data))
     assert dest.read_bytes() == data
-    assert (tmp_path / "a.bin.sha256").read_text() == f"{_sha(data)}  a.bin\n"
+    info = dest.stat()  # the file the digest is of, so that a file replaced since is hashed again
+    assert (tmp_path / "a.bin.sha256").read_text() == (f"{_sha(data)}  a.bin\n"
+                                                       f"# size={info.st_size} mtime_ns={info.st_mtime_ns}\n")
     assert not (tmp_path / "a.bin.part").exists()
     assert server.requests == [("/a.bin", None)]
 

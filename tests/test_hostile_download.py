@@ -14,10 +14,13 @@ around it) and that ``--root`` holds nothing but the fetched archive.
 from __future__ import annotations
 
 import errno
+import hashlib
 import io
 import os
 import stat
 import tarfile
+import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -25,12 +28,13 @@ import pytest
 
 from faults_support import cli_error
 from hostile_support import snapshot
+from iqalib.cli import main
 from iqalib.data import fetch as fetch_module
 from iqalib.data import unpack as unpack_module
 from iqalib.data.download import download_dataset
 from iqalib.data.sources import SOURCES, Archive, DatasetSource
 from iqalib.data.unpack import UnsafeArchiveError, unpack
-from iqalib.errors import DownloadError, OutputError
+from iqalib.errors import ConfigError, DownloadError, OutputError
 # The local file server and its fixtures (server, and the autouse proxy guard) of tests/test_download.py.
 from test_download import _Handler, _no_proxy, server  # noqa: F401
 
@@ -362,3 +366,129 @@ def test_bytes_that_are_no_zip_are_refused_before_writing(server, tmp_path, caps
     root = tmp_path / "data"
     cli_error(capsys, _args("livec", root, server), DownloadError, "not a zip file")
     assert not any((root / "archives").iterdir())
+
+
+# ----------------------------------------------------------------- issue 26, class 5: caches and servers
+def _livec_zip() -> bytes:
+    return _zip(lambda zf: zf.writestr("ChallengeDB_release/a.txt", b"alpha" * 1000))
+
+
+def test_a_stale_checksum_sidecar_is_not_trusted_over_the_archive(server, tmp_path, capsys):
+    """The archive was replaced after its sidecar was written: verified by its own bytes, not refused."""
+    good = _livec_zip()
+    server.files["/m/ChallengeDB_release.zip"] = good
+    root = tmp_path / "data"
+    archive = root / "archives" / "ChallengeDB_release.zip"
+    archive.parent.mkdir(parents=True)
+    archive.write_bytes(good)
+    os.utime(archive, ns=(time.time_ns() - 10**10,) * 2)  # older than the sidecar below
+    sidecar = archive.with_name(archive.name + ".sha256")
+    sidecar.write_text(f"{'0' * 64}  ChallengeDB_release.zip\n# size={len(good)} mtime_ns=1\n")
+    pinned = hashlib.sha256(good).hexdigest()
+    before = snapshot(tmp_path, skip=root)
+    assert main([*_args("livec", root, server), "--sha256", pinned]) == 0, capsys.readouterr().err
+    assert archive.read_bytes() == good and not archive.with_name(archive.name + ".bad").exists()
+    assert (root / "ChallengeDB_release" / "a.txt").read_bytes() == b"alpha" * 1000
+    assert server.requests == []  # the archive on disk was enough
+    assert snapshot(tmp_path, skip=root) == before
+    # The sidecar fetch writes records the archive's size and mtime: trusted while both hold.
+    assert fetch_module.fetched_sha256(archive) == pinned
+    fetch_module._write_sidecar(archive, "1" * 64)
+    assert fetch_module.fetched_sha256(archive) == "1" * 64  # the cache, while it matches the file
+    os.utime(archive, ns=(time.time_ns(),) * 2)
+    assert fetch_module.fetched_sha256(archive) == pinned  # touched since: hashed again
+
+
+class _Stalling(_Handler):
+    """Accepts, promises the whole file, sends ``stall_after`` bytes (None: not even the headers), then
+    goes quiet until the test ends."""
+
+    def do_GET(self):
+        server = self.server
+        server.requests.append((self.path, self.headers.get("Range")))
+        if server.stall_after is not None:
+            body = server.files[self.path]
+            self.send_response(200)
+            self.send_header("Content-Type", server.content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[: server.stall_after])
+            self.wfile.flush()
+        server.release.wait(60)
+        self.close_connection = True
+
+
+@pytest.mark.parametrize("stall_after, fragment", [
+    (4096, "the server stopped sending data for 1 s (4096 bytes received); the partial file is kept: rerun to "
+           "resume, or check the server"),
+    (None, "the server stopped sending data for 1 s before the first byte; nothing was fetched: rerun, or check "
+           "the server")])
+def test_a_server_that_stalls_is_one_line(server, tmp_path, capsys, stall_after, fragment):
+    server.RequestHandlerClass = _Stalling
+    server.stall_after, server.release = stall_after, threading.Event()
+    data = _livec_zip()
+    server.files["/m/ChallengeDB_release.zip"] = data
+    root = tmp_path / "data"
+    before = snapshot(tmp_path, skip=root)
+    try:
+        cli_error(capsys, [*_args("livec", root, server), "--timeout", "1"], DownloadError,
+                  "ChallengeDB_release.zip: ", fragment, "official page")
+    finally:
+        server.release.set()
+    assert snapshot(tmp_path, skip=root) == before
+    part = root / "archives" / "ChallengeDB_release.zip.part"
+    if stall_after:
+        assert part.read_bytes() == data[:stall_after]  # kept for a resume
+    assert not (root / "archives" / "ChallengeDB_release.zip").exists()
+
+
+@pytest.mark.parametrize("timeout", ["0", "-5", "nan", "inf"])
+def test_a_timeout_that_never_or_always_ends_is_refused(server, tmp_path, capsys, timeout):
+    cli_error(capsys, [*_args("livec", tmp_path / "data", server), "--timeout", timeout], ConfigError,
+              "--timeout", "must be a positive number of seconds")
+    assert server.requests == [] and not (tmp_path / "data").exists()
+
+
+class _Overlong(_Handler):
+    """Answers every request with 206 and a Content-Range announcing ``announced`` bytes in all, then
+    sends the rest of the real file, which is longer."""
+
+    def do_GET(self):
+        server = self.server
+        rng = self.headers.get("Range")
+        server.requests.append((self.path, rng))
+        body = server.files[self.path]
+        start = int(rng.split("=")[1].rstrip("-")) if rng else 0
+        self.send_response(206)
+        self.send_header("Content-Range", f"bytes {start}-{server.announced - 1}/{server.announced}")
+        self.send_header("Content-Type", server.content_type)
+        self.send_header("Content-Length", str(len(body) - start))
+        self.end_headers()
+        self.wfile.write(body[start:])
+
+
+@pytest.mark.parametrize("resumed", [False, True])
+def test_a_body_longer_than_announced_is_refused_with_true_numbers(server, tmp_path, capsys, resumed):
+    data = _livec_zip() + os.urandom(20_000)  # trailing bytes a zip reader would ignore
+    server.RequestHandlerClass = _Overlong
+    server.announced = len(data) - 9000
+    server.files["/m/ChallengeDB_release.zip"] = data
+    root = tmp_path / "data"
+    archives = root / "archives"
+    start = 1000 if resumed else 0
+    if resumed:
+        archives.mkdir(parents=True)
+        (archives / "ChallengeDB_release.zip.part").write_bytes(data[:start])
+    before = snapshot(tmp_path, skip=root)
+    capsys.readouterr()
+    assert main(_args("livec", root, server)) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    announced = server.announced
+    assert (f"the server sent more than the {announced - start} bytes it announced (bytes {start} to "
+            f"{announced - 1} of a {announced}-byte file); moved the file to "
+            f"{archives / 'ChallengeDB_release.zip.bad'}; rerun to fetch it again") in lines[0], lines[0]
+    assert snapshot(tmp_path, skip=root) == before
+    assert sorted(p.name for p in archives.iterdir()) == ["ChallengeDB_release.zip.bad"]  # no .part to resume
+    assert len((archives / "ChallengeDB_release.zip.bad").read_bytes()) <= announced

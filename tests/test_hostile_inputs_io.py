@@ -12,6 +12,8 @@ ignores file permissions, so chmod cannot make a folder read-only here).
 from __future__ import annotations
 
 import errno
+import io
+import json
 import math
 import os
 import tempfile
@@ -29,6 +31,7 @@ from iqalib.cli import main
 from iqalib.engine.checkpoint import FORMAT, load_checkpoint, save_checkpoint
 from iqalib.engine.score import MAX_BATCH_SIZE, MAX_PATCHES, MAX_SHORT_SIDE, SCORES_HEADER, load_trained
 from iqalib.errors import CheckpointError, ConfigError, OutputError
+from iqalib.paths import printable
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small tensors run faster on one thread
 
@@ -341,3 +344,84 @@ def test_a_closed_output_pipe_ends_quietly(monkeypatch, capsys):
     monkeypatch.setattr(cli, "_models", closed)
     assert main(["models"]) == 141
     assert capsys.readouterr().err == ""
+
+
+# ----------------------------------------------------------------- issue 26 class 4, issue 25: names and tables
+def _bytes_name(folder: Path, name: bytes) -> Path:
+    """A path whose last part is ``name``, bytes as the operating system takes them (not UTF-8)."""
+    return Path(os.fsdecode(os.fsencode(folder) + b"/" + name))
+
+
+def test_a_name_that_is_not_utf8_is_scored_and_written_with_one_escape(job, capsys):
+    """Latin-1 names: scored, and written as \\xHH in the table, on stdout, on stderr and in the card;
+    a CSV naming the file so is read back to the same file."""
+    noise_png(_bytes_name(job["photos"], b"caf\xe9.png"), 80, 100, seed=5)
+    _bytes_name(job["photos"], b"bad\xff.png").write_bytes(b"not a png")
+    shown_good, shown_bad = f"{job['photos']}/caf\\xe9.png", f"{job['photos']}/bad\\xff.png"
+    out = job["out"] / "scores.csv"
+    inputs_before = snapshot(job["root"], skip=job["out"])
+    capsys.readouterr()
+    assert main(score_args(job, "--out", str(out))) == 1
+    err = capsys.readouterr().err
+    assert f"skipped {shown_bad}: not a readable image" in err and "Traceback" not in err and "\\udc" not in err
+    text = out.read_bytes().decode("utf-8")  # strict: every byte of the table is UTF-8
+    table = pd.read_csv(out, keep_default_na=False).set_index("image")
+    assert set(table.index) == {shown_good, shown_bad, *(str(job["photos"] / f"p{i}.png") for i in range(2))}
+    assert math.isfinite(float(table.loc[shown_good, "score"])) and table.loc[shown_bad, "score"] == ""
+    card = json.loads(Path(f"{out}.card.json").read_text(encoding="utf-8"))
+    assert card["scoring"]["images"] == 4 and card["scoring"]["failed"] == 1
+    assert main(score_args(job)) == 1  # the same table on stdout
+    assert capsys.readouterr().out == text
+    # The escaped name read back from a CSV of paths is the Latin-1 file: the same score.
+    listing = job["root"] / "again.csv"
+    listing.write_text(f"image,mos\n{shown_good},61.5\n", encoding="utf-8")
+    assert main(score_args(job, inputs=[str(listing)])) == 0
+    again = pd.read_csv(io.StringIO(capsys.readouterr().out), keep_default_na=False)
+    assert again.to_dict("records") == [{"image": shown_good, "score": float(table.loc[shown_good, "score"]),
+                                         "error": "", "mos": 61.5}]
+    listing.unlink()
+    assert snapshot(job["root"], skip=job["out"]) == inputs_before
+
+
+def test_an_error_naming_a_file_that_is_not_utf8_uses_the_same_escape(job, capsys):
+    missing = _bytes_name(job["root"], b"gone\xe9") / "scores.csv"
+    before = snapshot(job["root"])
+    capsys.readouterr()
+    assert main(score_args(job, "--out", str(missing))) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: --out {job['root']}/gone\\xe9/scores.csv: the folder {job['root']}/gone\\xe9 does not "
+                   "exist; create it or pass a new name for --out\n")
+    with pytest.raises(ConfigError) as info:  # the exception keeps the name as Python holds it
+        main(["--debug", *score_args(job, "--out", str(missing))])
+    assert printable(info.value) == err[len("error: "):-1]
+    assert snapshot(job["root"]) == before
+
+
+def test_score_on_a_csv_carries_its_other_columns_and_rounds_scores(job, capsys):
+    """#25: a CSV's mos (and any other column) follows image,score,error, as written; a column named like
+    one of those is carried as input_<name>; scores have 4 decimals; such a table may be overwritten."""
+    job["listing"].write_text("image,mos,score,note\nphotos/p0.png,50.10,3,first\nphotos/p1.png,7,,\n")
+    out = job["out"] / "scores.csv"
+    before = snapshot(job["root"], skip=job["out"])
+    for _ in range(2):  # the second run replaces the table the first wrote (its header carries columns)
+        assert main(score_args(job, "--out", str(out), inputs=[str(job["listing"])])) == 0
+    lines = out.read_text().splitlines()
+    assert lines[0] == f"{SCORES_HEADER},mos,input_score,note"
+    rows = [line.split(",") for line in lines[1:]]
+    assert [(r[0], r[2:]) for r in rows] == [(str(job["photos"] / "p0.png"), ["", "50.10", "3", "first"]),
+                                             (str(job["photos"] / "p1.png"), ["", "7", "", ""])]
+    assert all(0 < len(r[1].partition(".")[2]) <= 4 for r in rows), rows  # no float32 noise digits
+    card = json.loads(Path(f"{out}.card.json").read_text())
+    assert card["scoring"]["score_decimals"] == 4
+    capsys.readouterr()
+    assert main(score_args(job, inputs=[str(job["listing"])])) == 0
+    assert capsys.readouterr().out.splitlines() == lines  # stdout: the same table
+    assert snapshot(job["root"], skip=job["out"]) == before
+
+
+def test_out_whose_header_only_looks_like_ours_is_refused(job, capsys):
+    notes = job["out"] / "results.csv"
+    notes.write_text(f"{SCORES_HEADER}_by_hand,rating\nanne,5\n")
+    before = snapshot(job["root"])
+    cli_error(capsys, score_args(job, "--out", str(notes)), ConfigError, "is not a scores table written by iqalib")
+    assert snapshot(job["root"]) == before

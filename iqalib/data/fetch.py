@@ -4,11 +4,15 @@
 only when it is complete and checked (the server's length, an expected size,
 a pinned sha256). A rerun resumes with a Range request; a server that ignores
 or muddles the range is read again from byte 0. The digest of every fetched
-file goes to a ``<file>.sha256`` sidecar (:func:`fetched_sha256` reads it back),
-so that users can pin it. A file that fails a check moves to ``<file>.bad`` so
-that a rerun fetches afresh. A web page served in place of the file (an error
-or login page with status 200), a redirect loop, a lost connection or a full
-disk: one line each.
+file goes to a ``<file>.sha256`` sidecar, with the file's size and mtime_ns on a
+``#`` line (which ``sha256sum -c`` skips), so that users can pin it;
+:func:`fetched_sha256` reads it back only while the file still has that size and
+mtime, and hashes the file again otherwise (a file replaced since is verified by
+its own bytes). A file that fails a check moves to ``<file>.bad`` so that a
+rerun fetches afresh; a body longer than the server announced is such a failure.
+A web page served in place of the file (an error or login page with status 200),
+a redirect loop, a lost connection, a server that stops sending for ``timeout``
+seconds (the partial file is kept for a resume) or a full disk: one line each.
 """
 from __future__ import annotations
 
@@ -50,19 +54,26 @@ def _hash_into(path: Path, digest, chunk: int = 1 << 20):
             digest.update(block)
 
 
+_SIDECAR = re.compile(r"([0-9a-f]{64})  [^\n]*\n# size=(\d+) mtime_ns=(\d+)\n?")
+
+
 def fetched_sha256(path: Path) -> str:
-    """The sha256 of ``path``, read from the sidecar :func:`fetch` wrote when that is newer than the file."""
+    """The sha256 of ``path``: from the sidecar :func:`fetch` wrote while the file has the size and
+    mtime_ns recorded there, else (replaced, touched, or no sidecar) computed from its bytes."""
     path = Path(path)
-    sidecar = _sidecar(path)
-    if sidecar.is_file() and sidecar.stat().st_mtime >= path.stat().st_mtime:
-        recorded = sidecar.read_text().split()
-        if recorded and re.fullmatch(r"[0-9a-f]{64}", recorded[0]):
-            return recorded[0]
+    info = path.stat()
+    try:
+        match = _SIDECAR.fullmatch(_sidecar(path).read_text(errors="replace")[:1024])
+    except OSError:  # none, a folder, unreadable: hash the file
+        match = None
+    if match and (int(match.group(2)), int(match.group(3))) == (info.st_size, info.st_mtime_ns):
+        return match.group(1)
     return file_sha256(path)
 
 
 def _write_sidecar(path: Path, hexdigest: str) -> None:
-    _sidecar(path).write_text(f"{hexdigest}  {path.name}\n")
+    info = path.stat()  # the file the digest is of: a file replaced since no longer matches
+    _sidecar(path).write_text(f"{hexdigest}  {path.name}\n# size={info.st_size} mtime_ns={info.st_mtime_ns}\n")
 
 
 def reject_download(path: Path, url: str, reason: str, *, bad: Path | None = None) -> None:
@@ -89,7 +100,7 @@ def _rerun(kept: int) -> str:
     return "nothing was fetched; check the network connection and rerun (or pass --base-url for a mirror)"
 
 
-def _http_failure(url: str, exc: Exception, kept: int = 0) -> DownloadError:
+def _http_failure(url: str, exc: Exception, kept: int = 0, timeout: float | None = None) -> DownloadError:
     if isinstance(exc, urllib.error.HTTPError):
         reason = " ".join(str(exc.reason).split())  # urllib's redirect messages span lines
         if "infinite loop" in reason:
@@ -102,7 +113,18 @@ def _http_failure(url: str, exc: Exception, kept: int = 0) -> DownloadError:
             "or pass base_url (--base-url) for a mirror"
         )
     reason = getattr(exc, "reason", None) or exc
+    if isinstance(reason, TimeoutError) and timeout is not None:
+        return _stalled(url, timeout, kept)
     return DownloadError(f"{url}: network error ({reason}); {_rerun(kept)}")
+
+
+def _stalled(url: str, timeout: float, kept: int) -> DownloadError:
+    """A server that accepted the request and then sent nothing for ``timeout`` seconds."""
+    if kept > 0:
+        return DownloadError(f"{url}: the server stopped sending data for {timeout:g} s ({kept} bytes received); "
+                             "the partial file is kept: rerun to resume, or check the server")
+    return DownloadError(f"{url}: the server stopped sending data for {timeout:g} s before the first byte; "
+                         "nothing was fetched: rerun, or check the server (or pass --base-url for a mirror)")
 
 
 def fetch(
@@ -143,7 +165,7 @@ def fetch(
     if response is None:
         total = offset
     else:
-        _receive(response, url, dest, part, offset, total, size, digest, progress, chunk)
+        _receive(response, url, dest, part, offset, total, size, digest, progress, chunk, timeout)
     return _place(url, dest, part, response is None, total, size, sha256, digest)
 
 
@@ -163,10 +185,10 @@ def _connect(url: str, part: Path, offset: int, timeout: float):
                 continue
             raise _http_failure(url, exc) from None
         except (urllib.error.URLError, HTTPException, OSError) as exc:
-            raise _http_failure(url, exc, offset) from None
+            raise _http_failure(url, exc, offset, timeout) from None
         if response.status == 206:
             match = _CONTENT_RANGE.search(response.headers.get("Content-Range", ""))
-            if not match or int(match.group(1)) != offset:
+            if not match or int(match.group(1)) != offset or match.group(3) != "*" and int(match.group(3)) <= offset:
                 response.close()
                 offset = 0
                 continue
@@ -185,7 +207,7 @@ def _connect(url: str, part: Path, offset: int, timeout: float):
 
 
 def _receive(response, url: str, dest: Path, part: Path, offset: int, total, size, digest, progress: bool,
-             chunk: int) -> None:
+             chunk: int, timeout: float) -> None:
     """Append the response's body to ``part`` (hashing what it already held first)."""
     with response:
         is_page = response.headers.get("Content-Type", "").startswith("text/html")
@@ -202,7 +224,7 @@ def _receive(response, url: str, dest: Path, part: Path, offset: int, total, siz
         if offset:
             _hash_into(part, digest)
         check = None if offset else _starts_like(dest, url, response.headers.get("Content-Type"))
-        _stream(response, part, offset, total, digest, url, progress, chunk, check)
+        _stream(response, part, offset, total, digest, url, progress, chunk, check, timeout)
 
 
 def _place(url: str, dest: Path, part: Path, whole_before: bool, total, size, sha256, digest) -> Path:
@@ -211,6 +233,8 @@ def _place(url: str, dest: Path, part: Path, whole_before: bool, total, size, sh
     written = part.stat().st_size
     if whole_before:
         _hash_into(part, digest)
+    if total is not None and written > total:  # bytes that were never part of the file
+        reject_download(part, url, f"{written} bytes arrived for a file of {total}", bad=_bad(dest))
     if total is not None and written != total:
         raise DownloadError(
             f"{url}: download stopped at {written} of {total} bytes; {_rerun(written)}"
@@ -226,6 +250,7 @@ def _place(url: str, dest: Path, part: Path, whole_before: bool, total, size, sh
     return dest
 
 
+_HEAD_BYTES = 256  # the first bytes of a fresh download that _starts_like looks at
 _WEB_PAGE_STARTS = (b"<!doctype html", b"<html", b"<head", b"<body", b"<?xml", b"<!--", b"<title")
 # The first bytes of each kind of file fetched here; anything else is not what was asked for.
 _MAGIC = {".zip": (b"PK\x03\x04", b"PK\x05\x06"), ".gz": (b"\x1f\x8b",), ".tgz": (b"\x1f\x8b",)}
@@ -240,7 +265,7 @@ def _starts_like(dest: Path, url: str, content_type: str | None):
         return None
 
     def check(block: bytes) -> None:
-        head = block[:256].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+        head = block[:_HEAD_BYTES].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
         if head.startswith(_WEB_PAGE_STARTS):
             raise DownloadError(
                 f"{url}: the server sent a web page instead of {dest.name} (an error or login page, "
@@ -258,33 +283,50 @@ def _starts_like(dest: Path, url: str, content_type: str | None):
     return check
 
 
-def _stream(response, part: Path, offset: int, total, digest, url, progress, chunk, check=None) -> None:
+class _TooLong(Exception):
+    """The body ran past the length the server announced."""
+
+
+def _stream(response, part: Path, offset: int, total, digest, url, progress, chunk, check=None,
+            timeout: float = 60) -> None:
+    """Append the body to ``part``; a body longer than announced moves ``part`` to ``.bad``."""
     mode = "ab" if offset else "wb"
     bar = tqdm(
         total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
         desc=part.name[: -len(".part")], disable=not progress, leave=False,
     )
+    held = offset  # bytes in the part file; counted here: a disabled bar counts nothing
 
     def read() -> bytes:
-        try:
-            return response.read(chunk)
+        try:  # what has arrived, up to chunk: a stall loses nothing already received
+            return response.read1(chunk)
+        except TimeoutError:  # the server accepted, then went quiet
+            raise _stalled(url, timeout, held) from None
         except (HTTPException, OSError) as exc:
-            done = offset + bar.n - bar.initial
             raise DownloadError(
-                f"{url}: connection lost after {done} bytes ({exc or type(exc).__name__}); "
-                f"{_rerun(done)}"
+                f"{url}: connection lost after {held} bytes ({exc or type(exc).__name__}); "
+                f"{_rerun(held)}"
             ) from None
 
     with bar:
         block = read()
+        while check is not None and 0 < len(block) < _HEAD_BYTES and (more := read()):
+            block += more  # enough of the start to tell what it is
         if check is not None:
             check(block)  # before anything lands on disk
         try:
             with open(part, mode) as handle:
                 while block:
+                    if total is not None and held + len(block) > total:
+                        raise _TooLong
                     handle.write(block)
                     digest.update(block)
+                    held += len(block)
                     bar.update(len(block))
                     block = read()
         except OSError as exc:  # the disk, not the network
             raise write_error(part, exc) from None
+        except _TooLong:
+            reject_download(part, url, f"the server sent more than the {total - offset} bytes it announced "
+                            f"(bytes {offset} to {total - 1} of a {total}-byte file)",
+                            bad=part.with_name(part.name.removesuffix(".part") + ".bad"))

@@ -56,9 +56,11 @@ from iqalib.files import atomic_write_json, file_sha256
 from iqalib.models.backbones import BACKBONES
 from iqalib.models.hyperiqa import HYPERIQA_TRAINING, PATCH_SIZE, SMART_IQA_TRAINING
 from iqalib.models.official import FORMATS, convert_state_dict, model_layout, read_official
+from iqalib.paths import printable
 
 CARD_VERSION = 1
 SCORE_CARD_KIND = "iqalib score card"
+SCORE_DECIMALS = 4  # a score table's decimals: 0.0001 of the card's scale; float32's further digits are noise
 REQUIRED = {
     "card_version": int, "model": str, "model_options": dict, "trunk": dict, "training": dict,
     "protocol": str, "preprocessing": dict, "score": dict, "precision": str, "iqalib": dict,
@@ -301,12 +303,12 @@ def score_card(checkpoint: str | Path, model, *, patches: int, short_side: int |
         essentials["trained_with"] = card["preprocessing"]
     return {
         "kind": SCORE_CARD_KIND, "card_version": CARD_VERSION,
-        "checkpoint": {"file": str(checkpoint), "sha256": _file_sha256(checkpoint)},
+        "checkpoint": {"file": printable(checkpoint), "sha256": _file_sha256(checkpoint)},
         "model_card": essentials,
         "note": None if card is not None else "the checkpoint has no model card (written by an older iqalib)",
         "scoring": {"preprocess": preprocess, "preprocess_rule": describe_preprocess(preprocess),
                     "patches": int(patches), "patch_size": int(getattr(model, "patch_size", 224)),
-                    "short_side": short_side, "crop_seed": int(seed),
+                    "short_side": short_side, "crop_seed": int(seed), "score_decimals": SCORE_DECIMALS,
                     "images": int(n_images), "failed": int(n_failed), "orientation": ORIENTATION_RULE,
                     "score_direction": DIRECTION},
         "iqalib": _code(),

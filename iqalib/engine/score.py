@@ -19,6 +19,13 @@ its reason; the others are scored.
 A photo is scored as it is displayed: :func:`score_paths` and :func:`predict` apply a
 file's EXIF orientation (:data:`iqalib.data.inputs.ORIENTATION_RULE`), and both default to
 the number of test crops the model was validated with (:func:`default_crops`).
+
+The table (:func:`score_paths`, ``iqalib score``) names each image by its path as given; a
+name that is not valid UTF-8 is written with each undecodable byte as ``\\xHH``
+(:func:`iqalib.paths.printable`: the Latin-1 ``b'caf\\xe9.png'`` is ``caf\\xe9.png``), in the
+table, on stdout and on stderr alike, and a CSV of paths that names it so is read back to the
+same file. A table written out (:func:`scores_csv`) rounds scores to :data:`SCORE_DECIMALS`
+decimals and carries the other columns of a CSV of paths after ``image,score,error``.
 """
 from __future__ import annotations
 
@@ -47,7 +54,7 @@ from iqalib.data.patches import PatchDataset, to_model_input
 from iqalib.data.preprocess import original_hyperiqa_crops, preprocess_of
 from iqalib.data.splits import split_table
 from iqalib.data.table import read_csv_table
-from iqalib.engine.card import validate_card
+from iqalib.engine.card import SCORE_DECIMALS, validate_card
 from iqalib.engine.checkpoint import (MAX_PATCH_SIZE, MIN_PATCH_SIZE, WEIGHTS_KEYS, check_head_only,
                                       load_checkpoint)
 from iqalib.engine.fit import PatchSource, predict_images, prepare_data, resolved_train
@@ -55,13 +62,16 @@ from iqalib.engine.precision import autocast_dtype
 from iqalib.errors import CheckpointError, ConfigError, DataError, ImageError
 from iqalib.files import atomic_write_text, output_error
 from iqalib.models import create_model
+from iqalib.paths import from_printable, printable
 
 MAX_PATCHES = 1024  # crops per image; the papers use 25, a 32x32 grid is far past any gain
 MAX_BATCH_SIZE = 1024  # crops per forward pass; memory grows with it
 MAX_SHORT_SIDE = math.isqrt(DEFAULT_MAX_PIXELS)  # 8000: a square image at this side is the pixel limit
 MAX_PREFETCH = 64  # decoded images held ahead of the model
-# The first line of the table ``iqalib score --out`` writes; a file that starts otherwise is not ours.
+# The first columns of the table ``iqalib score --out`` writes (the other columns of a CSV of
+# paths follow them); a file whose first line starts otherwise is not ours.
 SCORES_HEADER = "image,score,error"
+MAX_HEADER_BYTES = 1 << 16  # the first line read to recognise a table of ours
 # Formats PIL opens only through an outside program or a plug-in it lacks (Ghostscript, Windows
 # metafiles, scientific stubs): not photos, so a folder walk leaves them aside (and says so).
 _NOT_PHOTOS = {".bufr", ".grib", ".h5", ".hdf", ".eps", ".ps", ".emf", ".wmf", ".mpeg", ".mpg", ".iim"}
@@ -135,45 +145,77 @@ def image_extensions() -> frozenset[str]:
 
 
 def expand_paths(inputs: Iterable[str | Path], *, errors="stderr") -> list[Path]:
-    """Files as given, folders searched recursively for images, CSVs read for an ``image`` column.
+    """Files as given, folders searched recursively for images, CSVs read for an ``image`` column
+    (see :func:`expand_inputs`)."""
+    return expand_inputs(inputs, errors=errors)[0]
 
-    A folder walk takes every file with an image suffix PIL can open (:func:`image_extensions`,
-    any case), follows links to folders once (a link loop is walked once, not forever) and
-    keeps links to files even when broken: scoring then names each unreadable one with its
-    reason. Files with other suffixes and folders that cannot be listed are summed up in one
-    line on ``errors`` (a text stream, default stderr; None: silent), never dropped unseen.
+
+def expand_inputs(inputs: Iterable[str | Path], *, errors="stderr") -> tuple[list[Path], pd.DataFrame]:
+    """The paths to score, and the columns a CSV of paths carries (one row per path).
+
+    Files are taken as given, folders searched recursively for images, CSVs read for an
+    ``image`` column (else their first column); a CSV's other columns (its ``mos``, say) are
+    returned as text, row by row, empty for paths that came from elsewhere. A name in a CSV
+    that does not exist as written but does with its ``\\xHH`` escapes read back as bytes
+    (:func:`iqalib.paths.from_printable`) is that file. A folder walk takes every file with
+    an image suffix PIL can open (:func:`image_extensions`, any case), follows links to
+    folders once (a link loop is walked once, not forever) and keeps links to files even
+    when broken: scoring then names each unreadable one with its reason. Files with other
+    suffixes and folders that cannot be listed are summed up in one line on ``errors`` (a
+    text stream, default stderr; None: silent), never dropped unseen.
     """
     out: list[Path] = []
+    carried: list[pd.DataFrame] = []
     others: list[Path] = []
     unlisted: list[str] = []
     extensions = image_extensions()
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            out.extend(_images_below(p, extensions, others, unlisted))
+            found = _images_below(p, extensions, others, unlisted)
         elif p.suffix.lower() == ".csv":
-            if p.exists() and not p.is_file():  # a pipe would block the reader forever
-                raise DataError(f"{p}: not a regular file (a pipe or device); pass a CSV file of image paths")
-            frame = read_csv_table(p)  # a bad CSV is a one-line DataError, not a pandas traceback
-            if frame.empty or not len(frame.columns):
-                raise DataError(f"{p}: lists no images; give one path per row (column 'image')")
-            column = "image" if "image" in frame else frame.columns[0]
-            out.extend(p.parent / str(v) if not Path(str(v)).is_absolute() else Path(str(v))
-                       for v in frame[column])
+            found, columns = _listed_in(p)
+            carried.append(columns.set_axis(range(len(out), len(out) + len(found))))
         else:
-            out.append(p)
+            found = [p]
+        out.extend(found)
     errors = sys.stderr if errors == "stderr" else errors
     if errors is not None and others:
         kinds = sorted({f.suffix.lower() or "(none)" for f in others})
         print(f"note: {len(others)} file(s) in the folders given are not images by their suffix and were not "
-              f"scored (suffixes {', '.join(kinds[:8])}{', ...' if len(kinds) > 8 else ''}; e.g. {others[0]}); "
+              f"scored (suffixes {', '.join(kinds[:8])}{', ...' if len(kinds) > 8 else ''}; "
+              f"e.g. {printable(others[0])}); "
               "rename them or pass them by name to score them", file=errors)
     if errors is not None and unlisted:
         print(f"note: {len(unlisted)} folder(s) could not be listed and were not searched: "
-              f"{'; '.join(unlisted[:3])}{' ...' if len(unlisted) > 3 else ''}", file=errors)
+              f"{'; '.join(map(printable, unlisted[:3]))}{' ...' if len(unlisted) > 3 else ''}", file=errors)
     if not out:
-        raise DataError(f"no images found in {list(map(str, inputs))}; pass files, folders or a CSV")
-    return out
+        raise DataError(f"no images found in {list(map(printable, inputs))}; pass files, folders or a CSV")
+    rows = range(len(out))
+    return out, (pd.concat(carried).reindex(rows).fillna("") if carried else pd.DataFrame(index=rows))
+
+
+def _listed_in(table: Path) -> tuple[list[Path], pd.DataFrame]:
+    """The images a CSV of paths names (relative to its folder), and its other columns as text."""
+    if table.exists() and not table.is_file():  # a pipe would block the reader forever
+        raise DataError(f"{table}: not a regular file (a pipe or device); pass a CSV file of image paths")
+    # Text, as written: a mos of 50.10 is carried as 50.10; a bad CSV is a one-line DataError.
+    frame = read_csv_table(table, dtype=str, keep_default_na=False)
+    if frame.empty or not len(frame.columns):
+        raise DataError(f"{table}: lists no images; give one path per row (column 'image')")
+    column = "image" if "image" in frame else frame.columns[0]
+    paths = [_listed_path(table.parent, str(value)) for value in frame[column]]
+    return paths, frame.drop(columns=[column]).reset_index(drop=True)
+
+
+def _listed_path(folder: Path, name: str) -> Path:
+    """``name`` from a CSV of paths (relative to ``folder``); ``\\xHH`` escapes read back as bytes
+    when the name as written does not exist (see :func:`iqalib.paths.printable`)."""
+    path = folder / name  # an absolute name stays absolute
+    unescaped = folder / from_printable(name)
+    if unescaped != path and not os.path.lexists(path) and os.path.lexists(unescaped):
+        return unescaped
+    return path
 
 
 def _images_below(folder: Path, extensions, others: list[Path], unlisted: list[str]) -> list[Path]:
@@ -216,8 +258,9 @@ def check_scores_output(out: str | Path, inputs: Iterable[str | Path], *,
     image scored, a CSV of paths), compared as files, so links and hard links count; a
     folder that cannot take a new file (probed with a nameless temporary file, before any
     scoring); an existing file that is read-only, not a regular file, or not a scores table
-    written by iqalib (its first line is not :data:`SCORES_HEADER`). A table iqalib wrote
-    is replaced, atomically (:func:`write_scores`).
+    written by iqalib (its first line does not start with the columns :data:`SCORES_HEADER`,
+    which carried columns may follow). A table iqalib wrote is replaced, atomically
+    (:func:`write_scores`).
     """
     out = Path(out)
     new_name = "pass a new name for --out"
@@ -249,12 +292,12 @@ def check_scores_output(out: str | Path, inputs: Iterable[str | Path], *,
         raise ConfigError(f"--out {out} is read-only; make it writable (chmod u+w) or {new_name}")
     try:
         with open(out, "rb") as handle:
-            first = handle.readline(len(SCORES_HEADER) + 3).rstrip(b"\r\n")
+            first = handle.readline(MAX_HEADER_BYTES).rstrip(b"\r\n")
     except OSError as exc:
         raise ConfigError(f"--out {out}: cannot be read to check what it is ({exc.strerror}); {new_name}") from None
-    if first != SCORES_HEADER.encode():
+    if first != SCORES_HEADER.encode() and not first.startswith(SCORES_HEADER.encode() + b","):
         raise ConfigError(f"--out {out} exists and is not a scores table written by iqalib score (its first line "
-                          f"is not {SCORES_HEADER!r}); {new_name} or delete it")
+                          f"does not start with {SCORES_HEADER!r}); {new_name} or delete it")
     return out
 
 
@@ -267,9 +310,24 @@ def _same_file(out: Path, info, item: Path) -> bool:
     return info is not None and (other.st_dev, other.st_ino) == (info.st_dev, info.st_ino)
 
 
-def write_scores(out: str | Path, table: pd.DataFrame) -> None:
-    """Write the scores table atomically: a failed write (a full disk) keeps the previous file."""
-    atomic_write_text(Path(out), table.to_csv(index=False))
+def write_scores(out: str | Path, table: pd.DataFrame, carried: pd.DataFrame | None = None) -> None:
+    """Write the scores table atomically (:func:`scores_csv`): a failed write (a full disk) keeps the
+    previous file."""
+    atomic_write_text(Path(out), scores_csv(table, carried))
+
+
+def scores_csv(table: pd.DataFrame, carried: pd.DataFrame | None = None) -> str:
+    """The CSV text of a scores table: ``image,score,error``, then ``carried``'s columns (a CSV of
+    paths' other columns, :func:`expand_inputs`) in their order; scores rounded to
+    :data:`SCORE_DECIMALS` decimals (the float32 digits past them are noise). A carried column named
+    like one of the first three is written as ``input_<name>``."""
+    out = table.assign(score=table["score"].round(SCORE_DECIMALS)).reset_index(drop=True)
+    for name in ([] if carried is None else carried.columns):
+        label = str(name)
+        while label in out.columns:
+            label = f"input_{label}"
+        out[label] = carried[name].to_numpy()
+    return out.to_csv(index=False)
 
 
 def _decoded(paths: list[Path], patch_size: int, short_side, prefetch: int) -> Iterator:
@@ -388,7 +446,7 @@ def score_paths(model, paths: list[Path], *, patches: int | None = None, patch_s
             if isinstance(item, ImageError):
                 failed[i] = item.reason
                 if errors is not None:
-                    print(f"skipped {item}", file=errors)
+                    print(f"skipped {printable(item)}", file=errors)
                 continue
             yield i, item
 
@@ -404,9 +462,9 @@ def score_paths(model, paths: list[Path], *, patches: int | None = None, patch_s
             failed[i] = non_finite_reason(value)
             scores[i] = np.nan
             if errors is not None:
-                print(f"skipped {paths[i]}: {failed[i]}", file=errors)
+                print(f"skipped {printable(paths[i])}: {failed[i]}", file=errors)
     return pd.DataFrame({
-        "image": [str(p) for p in paths],
+        "image": [printable(p) for p in paths],  # a name that is not UTF-8: its bytes as \xHH
         "score": [scores.get(i, np.nan) for i in range(len(paths))],
         "error": [failed.get(i, "") for i in range(len(paths))],
     })
