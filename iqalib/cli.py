@@ -24,11 +24,11 @@ from iqalib.paths import printable
 
 
 def _train(args) -> int:
-    from iqalib.config import load_config
-    from iqalib.engine import distributed, fit
-    from iqalib.engine.parallel import fit_parallel, parse_devices
+    from iqalib.config import load_config  # lazy: keeps iqalib --help fast
+    from iqalib.engine import distributed, fit  # lazy: keeps iqalib --help fast
+    from iqalib.engine.parallel import fit_parallel, parse_devices  # lazy: keeps iqalib --help fast
 
-    from iqalib.engine.interrupt import TrainingInterrupted
+    from iqalib.engine.interrupt import TrainingInterrupted  # lazy: keeps iqalib --help fast
 
     overrides = list(args.overrides)
     if args.config and "=" in args.config and not Path(args.config).is_file():
@@ -66,7 +66,7 @@ TRAIN_EXAMPLES = """\
 
 
 def _evaluate(args) -> int:
-    from iqalib.engine.score import evaluate_split
+    from iqalib.engine.score import evaluate_split  # lazy: keeps iqalib --help fast
 
     scores = evaluate_split(args.checkpoint, split=args.split, dataset=args.dataset, root=args.root)
     print(json_text(scores))  # strict JSON: an undefined metric is null
@@ -74,9 +74,10 @@ def _evaluate(args) -> int:
 
 
 def _score(args) -> int:
-    from iqalib.data.preprocess import check_preprocess, set_preprocess
-    from iqalib.engine.card import check_score_card, score_card, write_score_card
-    from iqalib.engine.ready import describe, ready_checkpoint
+    from iqalib.data.preprocess import check_preprocess, set_preprocess  # lazy: keeps iqalib --help fast
+    from iqalib.engine.card import check_score_card, score_card, write_score_card  # lazy: keeps iqalib --help fast
+    from iqalib.engine.ready import describe, ready_checkpoint  # lazy: keeps iqalib --help fast
+    # lazy: keeps iqalib --help fast
     from iqalib.engine.score import (check_scores_output, default_crops, expand_inputs, load_trained, score_paths,
                                      scores_csv, write_scores)
 
@@ -110,10 +111,10 @@ def _score(args) -> int:
 
 
 def _models(args) -> int:
-    from iqalib.models import complexity_table, list_models
+    from iqalib.models import complexity_table, list_models  # lazy: keeps iqalib --help fast
 
     if args.card:
-        from iqalib.engine.card import card_text, read_card
+        from iqalib.engine.card import card_text, read_card  # lazy: keeps iqalib --help fast
 
         print(card_text(read_card(args.card)))
     elif args.complexity:
@@ -133,7 +134,7 @@ def _import_weights(args) -> int:
 
 
 def _datasets(args) -> int:
-    from iqalib.data.datasets import DATASETS
+    from iqalib.data.datasets import DATASETS  # lazy: keeps iqalib --help fast
 
     names = [args.name] if args.name else sorted(DATASETS)
     for name in names:
@@ -149,8 +150,8 @@ def _datasets(args) -> int:
 
 
 def _download(args) -> int:
-    from iqalib.data.download import download_dataset
-    from iqalib.data.sources import list_downloadable
+    from iqalib.data.download import download_dataset  # lazy: keeps iqalib --help fast
+    from iqalib.data.sources import list_downloadable  # lazy: keeps iqalib --help fast
 
     if args.list or not args.name:
         for name, text in list_downloadable().items():
@@ -172,10 +173,10 @@ BENCHMARKS = ("patch_pipeline", "loader_wait", "train_step", "head_training", "s
 
 def _bench(args) -> int:
     """Each benchmark in its own process: clean memory and thread state, its own argv."""
-    import subprocess
+    import subprocess  # lazy: keeps iqalib --help fast
 
-    from iqalib.errors import did_you_mean
-    from iqalib.paths import cut, safe_part
+    from iqalib.errors import did_you_mean  # lazy: keeps iqalib --help fast
+    from iqalib.paths import cut, safe_part  # lazy: keeps iqalib --help fast
 
     here = Path(__file__).resolve().parents[1] / "benchmarks"
     names = args.only or [n for n in BENCHMARKS if (here / f"{n}.py").is_file()]
@@ -198,7 +199,7 @@ def _bench(args) -> int:
 
 
 def _book(args) -> int:
-    from iqalib.book import run_book
+    from iqalib.book import run_book  # lazy: keeps iqalib --help fast
 
     index = run_book(args.profile, notebooks=args.only, build=not args.no_build)
     if index is not None:
@@ -358,7 +359,7 @@ def main(argv=None) -> int:
 
 def _os_failure(exc: OSError) -> str:
     """One line for an OSError that reached the top: the path, the reason, what to do."""
-    import errno
+    import errno  # lazy: keeps iqalib --help fast
 
     where = f"{exc.filename}: " if exc.filename else ""
     reason = exc.strerror or " ".join(str(exc).split())[:200] or type(exc).__name__
@@ -373,7 +374,7 @@ def _os_failure(exc: OSError) -> str:
 
 def _discard_stdout() -> None:
     """Point stdout at /dev/null so that the exit's flush does not fail a second time."""
-    import os
+    import os  # lazy: keeps iqalib --help fast
 
     try:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -386,7 +387,7 @@ def _resume_hint(args, exc=None) -> str:
     the one that starts it again when no epoch was saved (``exc.saved`` False)."""
     if args.command != "train":
         return ""
-    import shlex
+    import shlex  # lazy: keeps iqalib --help fast
 
     command = ["iqalib", "train", *([args.config] if args.config else []), *args.overrides]
     command += [*(["--devices", args.devices] if args.devices else []), *(["--jobs", str(args.jobs)] if args.jobs else [])]

@@ -137,7 +137,7 @@ def _fixed_input_size(model) -> int | None:
 
 def image_extensions() -> frozenset[str]:
     """Lower-case suffixes a folder walk scores: every photo format PIL can open here."""
-    from PIL import Image
+    from PIL import Image  # lazy: keeps import iqalib fast
 
     Image.init()
     readable = {ext.lower() for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
