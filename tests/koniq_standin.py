@@ -107,7 +107,15 @@ def build_koniq_standin(root: Path, *, counts: dict[str, int] | None = None, sha
 # ------------------------------------------------------------ the koniq profile, rehearsed
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PROFILE = "koniq_rehearsal"
-HUB_BACKBONES = ("resnet50", "swin_tiny", "swin_small", "swin_base")
+# The rehearsal shrinks the models' widths, not their paths: every SMART-IQA Swin model of the
+# profile becomes smart_iqa_tiny (the same SMART-IQA class on the same Swin trunk code; small and
+# base differ only in width and depth), HyperIQA keeps its ResNet-50. With Swin-S and Swin-B
+# fine-tuned on the CPU the rehearsal took 23 minutes; chapter 10 (inference only, random weights,
+# no hub file) still measures every model of the profile.
+SWIN_STAND_IN = {"smart_iqa_small": "smart_iqa_tiny", "smart_iqa_base": "smart_iqa_tiny"}
+MODEL_KEYS = ("model", "models", "smart_model", "baseline_model", "train_run")
+KEEP_MODEL_LISTS = ("10_model_size",)  # chapter 10 builds each model once and times a few batches
+HUB_BACKBONES = ("resnet50", "swin_tiny")  # the trunks that pretrained: true reads: ResNet-50 and Swin-T
 # Budget keys of the book's sections and their rehearsal values; every other key stays as in koniq.yaml.
 # The loss study keeps L1 (its reference, read back from chapter 4) and one loss of each other
 # kind the engine treats differently (pairwise hinge, pairwise probability): every loss's own
@@ -118,11 +126,14 @@ SHRUNK = {"rounds": 1, "epochs": 1, "batch_size": 4, "train_patches": 2, "test_p
 
 def rehearsal_profile(*, data_root: Path, out_dir: str = f"runs/book/{PROFILE}", device: str = "cpu",
                       shared_datasets: Path | None = None, budget: dict | None = None) -> dict:
-    """``params/koniq.yaml`` with only the budget shrunk, pointed at a stand-in, as a YAML-ready dict.
+    """``params/koniq.yaml`` with its budget and Swin widths shrunk, pointed at a stand-in, as a YAML-ready dict.
 
     Sections are kept as the profile has them (whatever chapters it lists);
-    ``budget`` overrides :data:`SHRUNK`. The LR sweep keeps its two smallest
-    rates; the cross-data-set test reads the real LIVE-C images where present.
+    ``budget`` overrides :data:`SHRUNK`. Every model named in a section
+    (:data:`MODEL_KEYS`) goes through :data:`SWIN_STAND_IN`, lists deduplicated
+    in order, except chapter 10's list (:data:`KEEP_MODEL_LISTS`). The LR sweep
+    keeps its two smallest rates; the cross-data-set test reads the real LIVE-C
+    images where present.
     """
     import yaml
 
@@ -138,6 +149,8 @@ def rehearsal_profile(*, data_root: Path, out_dir: str = f"runs/book/{PROFILE}",
             continue
         for key in set(section) & set(shrunk):
             section[key] = shrunk[key]
+        for key in set(section) & set(MODEL_KEYS):
+            section[key] = stand_in_models(section[key], keep_lists=stem in KEEP_MODEL_LISTS)
         if "trunk_lrs" in section:
             section["trunk_lrs"] = sorted(section["trunk_lrs"])[:2]
         if "results_dir" in section:  # the benchmarks' results live in the repository
@@ -149,6 +162,16 @@ def rehearsal_profile(*, data_root: Path, out_dir: str = f"runs/book/{PROFILE}",
     return profile
 
 
+def stand_in_models(value, *, keep_lists: bool = False):
+    """A model name (or a list of them) with :data:`SWIN_STAND_IN` applied; a list keeps its
+    first occurrences, in order (``[tiny, small, base]`` -> ``[tiny]``), or, with ``keep_lists``, stays."""
+    if isinstance(value, str):
+        return SWIN_STAND_IN.get(value, value)
+    if keep_lists or not isinstance(value, list):
+        return value
+    return list(dict.fromkeys(SWIN_STAND_IN.get(name, name) for name in value))
+
+
 def save_random_hub_weights(folder: Path, backbones=HUB_BACKBONES, seed: int = 0,
                             half: bool = True) -> dict[str, Path]:
     """``<folder>/<timm name>.safetensors`` of a random-init timm classifier per hub trunk.
@@ -156,8 +179,8 @@ def save_random_hub_weights(folder: Path, backbones=HUB_BACKBONES, seed: int = 0
     The files stand in for the hub's ImageNet weights in the weights folder
     (``$IQALIB_WEIGHTS``): ``pretrained: true`` then takes the path a GPU box
     without hub access takes, with the same file format, and never the network.
-    ``half``: floating tensors in fp16 (395 MB for the four trunks instead of
-    790); loading copies them into the fp32 trunk, as it would a hub file in fp16.
+    ``half``: floating tensors in fp16 (108 MB for ResNet-50 and Swin-T instead
+    of 216); loading copies them into the fp32 trunk, as it would a hub file in fp16.
     """
     import timm
     import torch
@@ -181,15 +204,15 @@ def save_random_hub_weights(folder: Path, backbones=HUB_BACKBONES, seed: int = 0
 
 
 # ------------------------------------------------------------ the rehearsal's disk
-# fit writes last.pt (model, AdamW's two moments and the best epoch's weights: 1.4 GB for Swin-B)
-# and best.pt (356 MB) for every run: about 8 GB over the rehearsal, 1.8 GB for one Swin-B run
-# alone. Only smart_iqa_base's best.pt is read again (chapters 7 and 8, and the heat-map test),
+# fit writes last.pt (model, AdamW's two moments and the best epoch's weights: four times best.pt)
+# and best.pt (118 MB for SMART-IQA-Tiny) for every run: about 6 GB over the rehearsal's 11
+# trainings. Only smart_iqa_tiny's best.pt is read again (chapters 7 and 8, and the heat-map test),
 # so the rehearsal's kernels serialise every other checkpoint with the same torch.save to
 # os.devnull: the payload is built and pickled as for a real file, nothing lands on disk. This
 # is an IPython start-up file of the rehearsal's own IPYTHONDIR: the library is not changed, and
 # nothing outside the rehearsal sees it. (Writing and resuming last.pt is tested on small models
 # in tests/test_engine.py and tests/test_faults.py.)
-KEEP_CHECKPOINTS = ("smart_iqa_base",)
+KEEP_CHECKPOINTS = ("smart_iqa_tiny",)
 DIVERTED_LOG = "diverted-checkpoints.txt"
 _DIET = '''\
 # Written by tests/koniq_standin.py (install_checkpoint_diet): checkpoints that no later chapter
