@@ -106,6 +106,15 @@ MINI_SET = [("pristine", 0), ("gaussian_blur", 2), ("gaussian_noise", 1), ("gaus
 
 
 @pytest.fixture(scope="module")
+def tiny_set(tmp_path_factory) -> Path:
+    """tests/faults_support.py's 16 noise images and their scores.csv, written once per module
+    (the engine, fault, bad-input and run-folder tests train on it in seconds)."""
+    from faults_support import write_tiny_set
+
+    return write_tiny_set(tmp_path_factory.mktemp("set"))
+
+
+@pytest.fixture(scope="module")
 def one_thread():
     """One torch thread for a module (its tiny models run faster so, and timings do not matter)."""
     import torch

@@ -1,9 +1,11 @@
-"""Helpers shared by the bad-input and fault tests (tests/test_bad_*.py, test_faults.py, test_load.py).
+"""Helpers shared by the bad-input and fault tests (tests/test_bad_*.py, test_faults.py, test_load.py,
+test_hostile_engine.py, test_runfolder.py).
 
 A tiny rated set of noise images (made in the test, nothing committed), a run
 configuration that trains on it in a few seconds on a CPU (frozen offline
-Lite0 trunk, one crop per image), a scoring checkpoint, and the assertions
-every command-line error must pass.
+Lite0 trunk, one crop per image), a scoring checkpoint, the assertions
+every command-line error must pass, and a training process started in the
+background and waited on.
 """
 from __future__ import annotations
 
@@ -105,3 +107,77 @@ def run_cli(args: list[str], *, timeout: float = 300, **kwargs) -> subprocess.Co
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     return subprocess.run([sys.executable, "-m", "iqalib.cli", *args], env=env, capture_output=True,
                           text=True, timeout=timeout, cwd=REPO_ROOT, **kwargs)
+
+
+# ------------------------------------------------------------ a training process in the background
+# (tests/test_hostile_engine.py's signals and tests/test_runfolder.py's busy folder): a test waits
+# for a condition (a file appears, an epoch is saved), never for a fixed time.
+WAIT = 300  # seconds: generous, for two shared cores under load; the conditions come much sooner
+
+
+def start_train(*args: str) -> subprocess.Popen:
+    """``python -m iqalib.cli train ARGS`` in the background (Python's own SIGINT handler in place)."""
+    import signal
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, "-m", "iqalib.cli", "train", *args], env=env, cwd=REPO_ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+def wait_for(condition, proc: subprocess.Popen, what: str) -> None:
+    """Poll ``condition()`` until it holds; fail if ``proc`` ends first or after :data:`WAIT` seconds."""
+    import time
+
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        if proc.poll() is not None:
+            pytest.fail(f"the training process ended (status {proc.returncode}) before {what}: "
+                        f"{proc.stderr.read()[-2000:]}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {what} after {WAIT} s")
+        time.sleep(0.02)
+
+
+def saved_epoch(last: Path) -> int:
+    """The 1-based epoch ``last`` holds; 0 while it does not exist yet."""
+    from iqalib.engine.checkpoint import load_checkpoint
+
+    try:
+        return load_checkpoint(last)["epoch"] + 1
+    except Exception:  # not written yet (the rename is atomic, so never half a file)
+        return 0
+
+
+def stop(proc: subprocess.Popen, signum=None) -> str:
+    """Send ``signum`` (default SIGTERM) and wait for the process; its stderr."""
+    import signal
+
+    try:
+        proc.send_signal(signal.SIGTERM if signum is None else signum)
+        _, err = proc.communicate(timeout=WAIT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return err
+
+
+def leftovers(run: Path) -> list[str]:
+    """Temporary files and locks under ``run``: none may survive a process."""
+    from iqalib.engine.runlock import LOCK_NAME
+
+    return [str(p.relative_to(run)) for p in run.rglob("*") if p.name.endswith(".tmp") or p.name == LOCK_NAME]
+
+
+def chmod_blocks_writes(folder: Path) -> bool:
+    """Whether a read-only mode really stops this process (not for root, nor on some mounts)."""
+    import tempfile
+
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder)
+    except PermissionError:
+        return True
+    os.close(fd)
+    os.unlink(probe)
+    return False

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import iqalib
-from faults_support import cli_error, noise_png, scoring_checkpoint, tiny_config, write_tiny_set, write_yaml
+from faults_support import cli_error, noise_png, scoring_checkpoint, tiny_config, write_yaml
 from iqalib.engine.checkpoint import FORMAT, load_checkpoint, save_checkpoint
 from iqalib.config import load_config
 from iqalib.errors import CheckpointError, ConfigError
@@ -139,11 +139,6 @@ def test_pretrained_weights_file_with_a_payload_is_refused(files, tmp_path, caps
 
 
 # ----------------------------------------------------------------- --resume
-@pytest.fixture(scope="module")
-def tiny_set(tmp_path_factory):
-    return write_tiny_set(tmp_path_factory.mktemp("set"))
-
-
 def resume_error(capsys, tiny_set, tmp_path, last_pt: Path, *fragments: str, **config) -> str:
     """``iqalib train run.yaml --resume`` where round_0/last.pt is ``last_pt``.
 

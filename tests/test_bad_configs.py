@@ -12,17 +12,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from faults_support import cli_error, run_cli, tiny_config, write_tiny_set, write_yaml
+from faults_support import cli_error, run_cli, tiny_config, write_yaml
 from iqalib.config import from_dict, load_config
 from iqalib.data.datasets import load_dataset
 from iqalib.engine import fit
 from iqalib.errors import ConfigError
 from iqalib.models import create_model
-
-
-@pytest.fixture(scope="module")
-def tiny_set(tmp_path_factory):
-    return write_tiny_set(tmp_path_factory.mktemp("set"))
 
 
 @pytest.fixture

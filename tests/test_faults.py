@@ -2,6 +2,9 @@
 
 Covered elsewhere and not repeated here:
 
+* A read-only run folder keeps every file and says to fix its permissions:
+  tests/test_runfolder.py::test_a_read_only_run_folder_keeps_everything_and_says_fix_permissions.
+
 * ``kill -9`` of ``iqalib train`` then ``--resume`` equals the uninterrupted run:
   tests/test_engine.py::test_sigkill_mid_run_then_resume_equals_the_uninterrupted_run
   (and two in-process crash-and-resume tests next to it).
@@ -24,7 +27,6 @@ import re
 import shutil
 import signal
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +34,7 @@ import pandas as pd
 import pytest
 
 import iqalib.book as book_module
-from faults_support import REPO_ROOT, cli_error, noise_png, tiny_config, write_tiny_set, write_yaml
+from faults_support import REPO_ROOT, chmod_blocks_writes, cli_error, noise_png, tiny_config, write_yaml
 from iqalib.book import BookBuildFailed, NotebookFailed, build_html
 from iqalib.cli import main
 from iqalib.data.images import ImageStore
@@ -46,11 +48,6 @@ from signal_support import START_LIMIT, start_paused_train
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small tensors run faster on one thread
-
-
-@pytest.fixture(scope="module")
-def tiny_set(tmp_path_factory) -> Path:
-    return write_tiny_set(tmp_path_factory.mktemp("set"))
 
 
 # ===================================================================== Ctrl-C
@@ -245,42 +242,6 @@ def test_a_full_disk_through_the_cli_is_one_line(run_copy, monkeypatch, capsys, 
               "free space on that disk")
     monkeypatch.undo()
     assert_intact(round_dir, before, "last.pt")
-
-
-def chmod_blocks_writes(folder: Path) -> bool:
-    """Whether a read-only mode really stops this process (not for root, nor on some mounts)."""
-    try:
-        fd, probe = tempfile.mkstemp(dir=folder)
-    except PermissionError:
-        return True
-    os.close(fd)
-    os.unlink(probe)
-    return False
-
-
-def test_a_read_only_run_folder_keeps_everything_and_says_fix_permissions(run_copy, monkeypatch):
-    config, round_dir, before = run_copy
-    os.chmod(round_dir, 0o555)
-    try:
-        if not chmod_blocks_writes(round_dir):
-            # Running as root: chmod does not stop us, so refuse the write the way the kernel would.
-            real_mkstemp = tempfile.mkstemp
-
-            def mkstemp(*args, dir=None, **kwargs):
-                if dir is not None and Path(dir) == round_dir:
-                    raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(dir))
-                return real_mkstemp(*args, dir=dir, **kwargs)
-
-            monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
-        with pytest.raises(OutputError) as info:
-            fit(config, resume=True)
-        monkeypatch.undo()
-    finally:
-        os.chmod(round_dir, 0o755)
-    assert str(info.value) == (f"cannot write last.pt in {round_dir}: Permission denied; make the folder writable "
-                               "(chmod/chown) or choose another folder; the previous last.pt is intact")
-    for name in before:
-        assert (round_dir / name).read_bytes() == before[name], name
 
 
 def test_an_out_dir_that_cannot_be_created_is_named(tiny_set, tmp_path, monkeypatch):
