@@ -108,15 +108,16 @@ def lr_sweep(name: str, trunk_lrs, *, reuse: dict | None = None, **run_keys) -> 
     under the sweep's name; the other run is never touched). Columns: trunk_lr,
     round, srcc, plcc, best_epoch, model, data, run.
     """
+    reuse = {float(lr): run for lr, run in (reuse or {}).items() if lr is not None}
     rows = []
-    for lr in trunk_lrs:
-        config = run_config(f"{name}_lr{lr:g}", trunk_lr=float(lr), **run_keys)
-        other = (reuse or {}).get(float(lr)) or (reuse or {}).get(lr)
-        if other is not None and finished_here(run_config(other, trunk_lr=float(lr), **run_keys)):
-            config = run_config(other, trunk_lr=float(lr), **run_keys)
+    for lr in map(float, trunk_lrs):
+        config = run_config(f"{name}_lr{lr:g}", trunk_lr=lr, **run_keys)
+        if lr in reuse:
+            other = run_config(reuse[lr], trunk_lr=lr, **run_keys)
+            config = other if finished_here(other) else config
         results = run_or_load(config)
         for r in results["round_results"]:
-            rows.append({"trunk_lr": float(lr), "round": r["round"], "srcc": r["test"]["srcc"],
+            rows.append({"trunk_lr": lr, "round": r["round"], "srcc": r["test"]["srcc"],
                          "plcc": r["test"]["plcc"], "best_epoch": r["best_epoch"],
                          "model": results["model"], "data": results["data"], "run": results["name"]})
     return pd.DataFrame(rows)
