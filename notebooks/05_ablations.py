@@ -38,7 +38,8 @@
 # report the median over rounds with its spread, and test the differences **paired**: per round a
 # bootstrap of the SRCC difference over the same test images (resampling whole source photographs
 # where the data set records them, since images of one source are not independent), then across
-# rounds the share of rounds won and (with six rounds or more) a sign test and a Wilcoxon test.
+# rounds the share of rounds won and (with six rounds or more) a Wilcoxon signed-rank test, which
+# decides, and a sign test beside it.
 #
 # With a frozen trunk only the head learns; the heads then read the same cached trunk features,
 # so the whole ablation costs one pass of the trunk over the images plus one head training per
@@ -149,7 +150,7 @@ fig = plot_ablation(ablation_rounds({**ablation.results, PROBE: probe}),
 # ## Paired significance
 # For each pair (A, B) and round: `delta` = SRCC(A) - SRCC(B) on the same test images, with its
 # bootstrap interval and p-value. Then across rounds: the median delta, the share of rounds where A
-# wins, the share of rounds with a bootstrap p < 0.05, and the sign / Wilcoxon tests, which need six
+# wins, the share of rounds with a bootstrap p < 0.05, and the Wilcoxon / sign tests, which need six
 # rounds or more (even five rounds all won give only p = 0.0625): below that the table says so.
 # `resampled` says whether the bootstrap drew images or whole source photographs.
 

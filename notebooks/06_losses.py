@@ -184,8 +184,8 @@ plot_rounds(study.loss_rounds(runs.results), data_label, title="Training losses"
 # ## Paired tests against L1
 # Per round, SRCC(loss) - SRCC(L1) on the same test images with a bootstrap interval;
 # across rounds the median difference, the share of rounds won, and, with enough rounds
-# (the table says how many), sign and Wilcoxon tests. The sign test decides, as in every
-# chapter.
+# (the table says how many), Wilcoxon signed-rank and sign tests. The signed-rank test decides,
+# as in every chapter.
 
 # %%
 pairs = [(name, study.REFERENCE) for name in losses if name != study.REFERENCE]

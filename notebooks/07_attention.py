@@ -204,7 +204,8 @@ fig = plot_concentration_by_round(by_round, data_label)
 # Chosen by `iqalib.analysis.attention_verdicts`. For round `analysis_round`'s model, `claim_verdict` reads the
 # interval of Spearman(concentration, MOS): above zero, the model concentrates on fewer stages for
 # better images; below zero, the opposite; otherwise no reliable relation. The recorded verdict is
-# taken **across the rounds' models**: a sign test of their correlations against zero (supported or
+# taken **across the rounds' models**: the book's rule, a Wilcoxon signed-rank test of their correlations
+# against zero (supported or
 # contradicted at p < 0.05; untested with fewer than 6 rounds). A model whose attention has
 # **collapsed** onto one stage (a weight of 0.9 or more on most images) is left out: its weights
 # barely vary, and their correlation with MOS measures noise. The result goes to the

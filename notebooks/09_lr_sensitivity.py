@@ -68,7 +68,7 @@ plots.lr_sweep(sweep, rates=rates, label=rate_label);
 # ## What the numbers say
 # Chosen by `iqalib.analysis.lr_sweep`, by the book's one decision rule (stated in the
 # [summary](11_summary.ipynb)): each step between neighbouring rates within one decade is
-# compared round by round on the same split, and a two-sided sign test of those per-round
+# compared round by round on the same split, and a two-sided Wilcoxon signed-rank test of those per-round
 # moves (p < 0.05, at least 6 rounds) decides. The claim adds its own effect-size floor,
 # `LR_JUMP`: a step is fragile when the rule finds it moving SRCC and its median move is
 # `LR_JUMP` or more, the gain the seed reports for SMART-IQA over HyperIQA. The claim goes

@@ -51,7 +51,7 @@
 #
 # **Is SMART-IQA worth its cost?** The introduction asks it; the rule, stated before the numbers:
 # SMART-IQA is worth its cost when its test SRCC beats HyperIQA's by the book's one decision rule
-# (chapter 4's paired runs, a sign test over at least 6 rounds, p < 0.05) *and* it costs at most 1.5x
+# (chapter 4's paired runs, a signed-rank test over at least 6 rounds, p < 0.05) *and* it costs at most 1.5x
 # HyperIQA per patch, in FLOPs and, where both speeds passed their checks, in measured time.
 
 # %% tags=["parameters"]

@@ -79,7 +79,7 @@ def summary(deltas: dict, rounds: int, p: float):
     p = p if rounds >= MIN_ROUNDS_FOR_TESTS else np.nan
     return pd.DataFrame([{"a": a, "b": "l1", "metric": "srcc", "rounds": rounds, "median_delta": d,
                           "mean_delta": d, "won": rounds if d > 0 else 0, "lost": rounds if d < 0 else 0,
-                          "sign_p": p, "wilcoxon_p": p / 2} for a, d in deltas.items()])
+                          "wilcoxon_p": p, "sign_p": min(1.0, 2 * p)} for a, d in deltas.items()])
 
 
 @pytest.mark.parametrize("deltas, p, start", [
@@ -91,14 +91,14 @@ def test_seed_claim_verdict_follows_the_paired_tests(deltas, p, start):
     verdict = study.seed_claim_verdict(summary(deltas, 10, p))
     assert verdict.startswith(start)
     assert f"ranking {deltas['ranking']:+.2f}" in verdict
-    assert f"p = {p:.3g} (Wilcoxon {p / 2:.3g})" in verdict
+    assert f"p = {p:.3g} (sign test {min(1.0, 2 * p):.3g})" in verdict
 
 
 def test_seed_claim_verdict_partly_and_mixed_and_untested():
     rows = summary({"fidelity": -0.01, "soft_srcc": -0.02, "ranking": 0.03}, 10, 0.01)
-    rows.loc[rows["a"] == "fidelity", "sign_p"] = 0.5
+    rows.loc[rows["a"] == "fidelity", "wilcoxon_p"] = 0.5
     assert study.seed_claim_verdict(rows).startswith("Mixed: soft_srcc below L1, ranking above it")
-    rows.loc[rows["a"] == "ranking", "sign_p"] = 0.5
+    rows.loc[rows["a"] == "ranking", "wilcoxon_p"] = 0.5
     assert study.seed_claim_verdict(rows).startswith("Partly supported: soft_srcc")
     few = study.seed_claim_verdict(summary({"fidelity": -0.01, "soft_srcc": -0.02, "ranking": -0.03}, 2, 0.01))
     assert few.startswith("Untested: 2 rounds are too few for the book's rule") and "lean towards it" in few
@@ -158,14 +158,14 @@ def loss_table(**overrides):
 
 def test_what_the_numbers_say_names_the_best_loss_what_went_wrong_and_twins():
     tests = summary({"smooth_l1": 0.0, "soft_srcc": 0.05}, 10, 0.01)
-    tests.loc[tests["a"] == "smooth_l1", "sign_p"] = 1.0
+    tests.loc[tests["a"] == "smooth_l1", "wilcoxon_p"] = 1.0
     sentences = study.what_the_numbers_say(loss_table(), tests, data_label="livec")
     text = " ".join(sentences)
     assert sentences[0] == ("On livec, soft_srcc has the highest median test SRCC (0.850) and l1 the lowest "
                             "(0.800), over 10 rounds.")
     assert "smooth_l1 trained the same model as L1" in text
     assert ("Each loss against L1, paired by split (median ΔSRCC over rounds, rounds above L1, the book's verdict "
-            "on \"beats L1\"): smooth_l1 +0.000, above L1 in 0 of 10 rounds, no difference shown (sign test p = "
+            "on \"beats L1\"): smooth_l1 +0.000, above L1 in 0 of 10 rounds, no difference shown (signed-rank test p = "
             "1.00; 0 of 10 rounds for it, 0 against); soft_srcc +0.050, above L1 in 10 of 10 rounds, better than "
             "L1.") in text
     assert "rounds_significant" not in text
@@ -204,7 +204,7 @@ def test_closing_sentence_compares_each_loss_with_l1_paired_by_round():
     for name in ("mse", "soft_srcc"):
         deltas = per_round[name] - per_round["l1"]  # by hand: mse +0.01, -0.05, +0.01; soft +0.40, +0.07, +0.30
         rows.append({"a": name, "b": "l1", "metric": "srcc", "rounds": 3, "median_delta": float(np.median(deltas)),
-                     "won": int((deltas > 0).sum()), "lost": int((deltas < 0).sum()), "sign_p": np.nan})
+                     "won": int((deltas > 0).sum()), "lost": int((deltas < 0).sum()), "wilcoxon_p": np.nan})
     sentence = study.losses_vs_l1_sentence(pd.DataFrame(rows))
     assert sentence == ("Each loss against L1, paired by split (median ΔSRCC over rounds, rounds above L1, the "
                         "book's verdict on \"beats L1\"): mse +0.010, above L1 in 2 of 3 rounds; soft_srcc +0.300, "

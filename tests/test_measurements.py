@@ -264,10 +264,10 @@ def test_a_rejected_speed_is_not_plotted():
     assert "its measured speed is rejected below" in sentences[0]
 
 
-def _pair(sign_p, median_delta, rounds=8, a_better=0.9, tests_note=""):
+def _pair(p, median_delta, rounds=8, a_better=0.9, tests_note=""):
     return {"a": "smart_iqa_lite0", "b": "hyperiqa_lite0", "metric": "srcc", "rounds": rounds,
             "median_delta": median_delta, "a_better": a_better, "rounds_significant": 0.5,
-            "sign_p": sign_p, "tests_note": tests_note}
+            "wilcoxon_p": p, "tests_note": tests_note}
 
 
 def test_worth_its_cost_needs_a_significant_gain_within_the_budget():

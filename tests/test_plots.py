@@ -55,7 +55,7 @@ def test_comparisons_say_why_a_test_is_missing_instead_of_nan():
                              "sign_p": np.nan, "wilcoxon_p": np.nan, "tests_note": "x", "resampled": "by image"}])
     shown = ablation_plots.format_comparisons(summary)
     assert shown.index[0] == "(a) vs (d)"
-    assert shown.iloc[0]["sign / Wilcoxon p"] == "n/a (2 rounds; needs 6)"
+    assert shown.iloc[0]["Wilcoxon / sign p"] == "n/a (2 rounds; needs 6)"
     assert shown.iloc[0]["A better (rounds)"] == "1 of 2" and shown.iloc[0]["rounds"] == 2
     assert shown.iloc[0]["verdict"] == "untested (2 rounds; the rule needs 6)"
     assert "nan" not in shown.to_string().lower()
@@ -63,7 +63,7 @@ def test_comparisons_say_why_a_test_is_missing_instead_of_nan():
     assert untestable.iloc[0]["bootstrap p < 0.05 (rounds)"] == "n/a (too few sources; needs 5)"
     six = ablation_plots.format_comparisons(summary.assign(rounds=6, a_better=1.0, sign_p=0.03125,
                                                            wilcoxon_p=0.03125))
-    assert six.iloc[0]["sign / Wilcoxon p"] == "0.0312 / 0.0312" and six.iloc[0]["verdict"] == "supported"
+    assert six.iloc[0]["Wilcoxon / sign p"] == "0.0312 / 0.0312" and six.iloc[0]["verdict"] == "supported"
 
 
 def test_one_data_set_draws_no_matrix():

@@ -2,6 +2,7 @@
 and stays quiet otherwise."""
 from __future__ import annotations
 
+import itertools
 import json
 from types import SimpleNamespace
 
@@ -24,7 +25,7 @@ from iqalib.analysis.recipes import recipe_sentences
 from iqalib.analysis.runs import ceiling_sentences, headline_sentence, prediction_range_sentences, spread_sentences
 from iqalib.analysis.selection import selection_sentences, selection_table
 from iqalib.analysis.significance import (MIN_ROUNDS_FOR_TESTS, comparison_claim, comparison_sentences, decide,
-                                          decision_rule, medians_disagree, pair_verdict)
+                                          decision_rule, medians_disagree, pair_verdict, signed_rank_test)
 
 
 def _results(name="m", rounds=((1, 4, 0.70, 0.72),), data="demo (synthetic)"):
@@ -105,6 +106,27 @@ def test_few_sources_make_coarse_intervals():
 
 # ------------------------------------------------------------------ comparisons
 
+def exact_signed_rank_p(values) -> float:
+    """Two-sided exact Wilcoxon signed-rank p re-derived by enumerating every sign pattern (no ties, no zeros)."""
+    values = np.asarray(values, dtype=float)
+    ranks = stats.rankdata(np.abs(values))
+    observed = ranks[values > 0].sum()
+    signs = np.array(list(itertools.product([0, 1], repeat=len(values))))
+    w_plus = signs @ ranks
+    return min(1.0, 2 * min((w_plus <= observed).mean(), (w_plus >= observed).mean()))
+
+
+def test_the_rules_test_matches_an_exact_enumeration():
+    rng = np.random.default_rng(5)
+    for n in (6, 7, 10):
+        for _ in range(5):
+            values = rng.normal(0.02, 0.03, n)
+            assert signed_rank_test(values)[0] == pytest.approx(exact_signed_rank_p(values))
+    assert signed_rank_test([0.01] * 5) == (pytest.approx(np.nan, nan_ok=True),
+                                             "a Wilcoxon test needs at least 6 rounds, this run has 5")
+    assert signed_rank_test([0.0] * 6) == (1.0, "")
+
+
 def _summary(deltas, significant, a="multiscale_attention", b="hyperiqa", sign_p=np.nan, note=""):
     rounds = len(deltas)
     return {"a": a, "b": b, "metric": "srcc", "rounds": rounds, "median_delta": float(np.median(deltas)),
@@ -119,7 +141,7 @@ def test_pair_verdict_rules():
     six_losses = _summary([-0.05] * 6, 1.0, sign_p=2 * 0.5**6)
     assert pair_verdict(six_losses) == "contradicted"
     mixed = _summary([0.05, -0.02, 0.01, 0.03, -0.01, 0.02], 0.3, sign_p=0.69)
-    assert pair_verdict(mixed) == "not supported (sign test p = 0.69; 4 of 6 rounds for it, 2 against)"
+    assert pair_verdict(mixed) == "not supported (signed-rank test p = 0.69; 4 of 6 rounds for it, 2 against)"
     # fewer rounds than the rule needs: untested, however clearly every round went (one rule everywhere)
     two_clear = _summary([0.05, 0.04], 1.0, note="n")
     assert pair_verdict(two_clear) == "untested (2 rounds; the rule needs 6)"
@@ -127,16 +149,25 @@ def test_pair_verdict_rules():
     assert five_wins["verdict"] == "untested (5 rounds; the rule needs 6)" and five_wins["won"] == 5
 
 
-def test_decide_is_a_sign_test_of_the_paired_differences_and_the_rule_is_stated_once():
-    deltas = [0.03, 0.02, -0.01, 0.04, 0.05, 0.01, 0.02]
+def test_decide_is_a_signed_rank_test_of_the_paired_differences_and_the_rule_is_stated_once():
+    # one narrow contrary round among seven: the signed-rank test (rank 1 against) finds the claim, p = 4 / 2**7,
+    # where a sign test (6 of 7, p = 0.125) would not: the rule weighs each round by its size
+    deltas = [0.03, 0.02, -0.005, 0.04, 0.05, 0.011, 0.021]
     decision = decide(deltas)
-    assert decision["sign_p"] == pytest.approx(stats.binomtest(6, 7).pvalue)  # 0.125: not significant
-    assert decision["verdict"] == "not supported (sign test p = 0.12; 6 of 7 rounds for it, 1 against)"
+    assert decision["p"] == pytest.approx(exact_signed_rank_p(deltas)) and decision["p"] == pytest.approx(4 / 2**7)
+    assert decision["sign_p"] == pytest.approx(stats.binomtest(6, 7).pvalue)
+    assert decision["verdict"] == "supported"
+    # the same directions with a large contrary round: not supported
+    large = [0.03, 0.02, -0.06, 0.04, 0.05, 0.011, 0.021]
+    assert decide(large)["p"] == pytest.approx(exact_signed_rank_p(large))
+    assert decide(large)["verdict"] == (f"not supported (signed-rank test p = {exact_signed_rank_p(large):.2f}; "
+                                        "6 of 7 rounds for it, 1 against)")
     assert decide([0.01] * 7)["verdict"] == "supported"
     # for RMSE a negative difference is for the claim
     assert decide([-0.5] * 6, lower_is_better=True)["verdict"] == "supported"
     rule = decision_rule()
-    assert "paired difference" in rule and "sign test" in rule and f"fewer than {MIN_ROUNDS_FOR_TESTS}" in rule
+    assert "paired difference" in rule and "Wilcoxon signed-rank test" in rule
+    assert f"fewer than {MIN_ROUNDS_FOR_TESTS}" in rule
 
 
 def test_paired_median_and_difference_of_medians_can_disagree_and_the_claim_says_both():
@@ -257,27 +288,28 @@ def test_learning_rate_steps_are_paired_by_round_and_match_a_direct_computation(
     for move in moves.itertuples():
         diffs = (wide[move.b] - wide[move.a]).to_numpy()
         assert move.delta == pytest.approx(np.median(diffs))
-        assert move.sign_p == pytest.approx(stats.binomtest(int((diffs > 0).sum()), len(diffs)).pvalue)
+        assert move.p == pytest.approx(exact_signed_rank_p(diffs))
     assert moves["fragile"].tolist() == [False, True]  # +0.01 is below LR_JUMP; -0.08 in 7 of 7 rounds
     assert moves["small"].tolist() == [True, False]  # every round's +0.01 move is below LR_JUMP: p = 0.016
     claim = lr_claim(sweep, sweep["trunk_lr"])["verdict"]
     assert claim.startswith("contradicted (from 0.0003 to 0.001 SRCC moves -0.0") and "7 of 7 rounds" in claim
-    assert "sign test p = 0.016" in claim
+    assert "signed-rank test p = 0.016" in claim
     calm = sweep.assign(srcc=sweep["srcc"] - sweep["trunk_lr"].map(effect))  # no effect: every step small
     assert lr_claim(calm, calm["trunk_lr"])["verdict"].startswith("supported (every step within one decade")
 
 
 def test_learning_rate_step_that_the_rounds_disagree_on_is_not_read_as_the_rates():
-    # 7 rounds: +0.2 in 5, -0.2 in 2 -> median +0.2, sign test p = 0.45: the rule finds no move
+    # 7 rounds: +0.2 in 5, -0.2 in 2 (all tied in size) -> median +0.2, signed-rank test p = 0.45 (normal
+    # approximation: tied sizes): the rule finds no move
     up, down = [0.5, 0.7], [0.7, 0.5]
     sweep = pd.DataFrame({"srcc": up * 5 + down * 2, "round": np.repeat(range(7), 2), "best_epoch": 3})
     rates = [1e-3, 1e-2] * 7
     moves = lr_moves(sweep, rates)
     assert moves.loc[0, "same_way"] == 5 and not moves.loc[0, "fragile"] and not moves.loc[0, "small"]
     assert lr_claim(sweep, rates)["verdict"] == (
-        "not supported (from 0.001 to 0.01 SRCC moves +0.200, sign test p = 0.45: neither shown to move it by "
+        "not supported (from 0.001 to 0.01 SRCC moves +0.200, signed-rank test p = 0.45: neither shown to move it by "
         "0.03 nor shown to stay below that)")
-    assert any("but only 5 of 7 rounds moved that way (sign test p = 0.45): by the book's rule the step does not "
+    assert any("but only 5 of 7 rounds moved that way (signed-rank test p = 0.45): by the book's rule the step does not "
                "move SRCC" in s for s in lr_sentences(sweep, rates, "rate"))
     # rounds that no two rates share pair nothing: no verdict, and no crash
     rates = [1e-3, 1e-2] * 3
@@ -362,7 +394,7 @@ def test_transfer_lr_and_attention_claims():
     sweep, rates = _three_rounds([0.13, 0.71], [1e-3, 1e-2])
     six = pd.concat([sweep, sweep], ignore_index=True)
     assert lr_claim(six, rates * 2)["verdict"] == (
-        "contradicted (from 0.001 to 0.01 SRCC moves +0.580, the same way in 6 of 6 rounds, sign test p = 0.031)")
+        "contradicted (from 0.001 to 0.01 SRCC moves +0.580, the same way in 6 of 6 rounds, signed-rank test p = 0.031)")
     assert lr_claim(six.assign(srcc=[0.70, 0.71] * 6), rates * 2)["verdict"].startswith("supported (")
     assert lr_claim(sweep, rates)["verdict"] == "untested (3 rounds; the rule needs 6)"
     assert lr_claim(sweep, [1e-4, 1e-2] * 3)["verdict"] == "untested (no two rates within one decade)"
@@ -516,21 +548,24 @@ def _by_round(directions) -> pd.DataFrame:
 
 
 def test_attention_claim_is_judged_across_the_rounds_models():
-    # 7 rounds, every model concentrates with MOS: a sign test p = 2 / 2**7 = 0.016
+    # 7 rounds, every model concentrates with MOS: signed-rank test p = 2 / 2**7 = 0.016
     supported = attention_claim(None, None, _by_round([1] * 7))
     assert supported["verdict"] == "supported"
     assert "of 7 round(s)' models" in supported["edition"] and "positive in 7" in supported["edition"]
     assert attention_claim(None, None, _by_round([-1] * 7))["verdict"] == "contradicted"
-    # 4 of 7 the other way: p = 1 by the binomial test, whatever one model says
-    mixed = attention_claim(None, None, _by_round([1, -1, 1, -1, 1, -1, -1]))
-    assert mixed["verdict"] == "not supported (sign test p = 1.00; 3 of 7 rounds for it, 4 against)"
-    # 3 rounds cannot carry a sign test (6 needed), even with every interval above 0
+    # 4 of 7 the other way: not significant, whatever one model says
+    by_round = _by_round([1, -1, 1, -1, 1, -1, -1])
+    mixed = attention_claim(None, None, by_round)
+    p = exact_signed_rank_p(by_round["srcc"])
+    assert p > 0.05
+    assert mixed["verdict"] == f"not supported (signed-rank test p = {p:.2f}; 3 of 7 rounds for it, 4 against)"
+    # 3 rounds cannot carry the test (6 needed), even with every interval above 0
     three = _by_round([1, 1, 1])
     assert (three["low"] > 0).all()
     assert attention_claim(None, None, three)["verdict"] == "untested (3 rounds; the rule needs 6)"
 
 
-def test_rounds_summary_matches_a_direct_sign_test_and_leaves_collapsed_models_out():
+def test_rounds_summary_matches_a_direct_signed_rank_test_and_leaves_collapsed_models_out():
     from scipy import stats
 
     from iqalib.analysis.attention import rounds_summary
@@ -543,11 +578,13 @@ def test_rounds_summary_matches_a_direct_sign_test_and_leaves_collapsed_models_o
     assert summary["median"] == pytest.approx(np.median(kept))
     assert (summary["positive"], summary["negative"]) == (6, 1)
     assert summary["sign_p"] == pytest.approx(stats.binomtest(6, 7).pvalue)
+    p = exact_signed_rank_p(kept)
+    assert summary["p"] == pytest.approx(p)
     sentences = attention_round_sentences(by_round)
     assert sentences[0].startswith("In 1 of 8 rounds the attention collapsed onto one stage")
     assert "positive in 6 of 7" in sentences[1]
-    assert sentences[-1] == f"Across rounds (sign test p = {stats.binomtest(6, 7).pvalue:.3f}) the claim is " \
-        f"not supported (sign test p = {stats.binomtest(6, 7).pvalue:.2f}; 6 of 7 rounds for it, 1 against)."
+    verdict = "supported" if p < 0.05 else f"not supported (signed-rank test p = {p:.2f}; 6 of 7 rounds for it, 1 against)"
+    assert sentences[-1] == f"Across rounds (signed-rank test p = {p:.3f}) the claim is {verdict}."
 
 
 def test_concentration_by_round_marks_a_collapsed_model_and_keeps_each_rounds_interval():

@@ -31,7 +31,7 @@ import pandas as pd
 import torch
 
 from iqalib import metrics
-from iqalib.analysis.significance import sign_test
+from iqalib.analysis.significance import sign_test, signed_rank_test
 from iqalib.data.datasets import load_dataset
 from iqalib.data.images import ImageStore
 from iqalib.data.patches import PatchDataset, mean_per_image, to_model_input
@@ -440,18 +440,19 @@ def rounds_summary(by_round: pd.DataFrame) -> dict:
 
     Rounds whose attention collapsed onto one stage, or whose correlation is
     undefined, are left out (``left_out``): their weights barely vary, so
-    their correlation measures noise. ``sign_p`` is the two-sided sign test
-    of the remaining correlations against 0
-    (:func:`iqalib.analysis.significance.sign_test`), NaN with too few
-    rounds, with the reason in ``tests_note``.
+    their correlation measures noise. ``p`` is the book's rule's test of the
+    remaining correlations against 0, a two-sided Wilcoxon signed-rank test
+    (:func:`iqalib.analysis.significance.signed_rank_test`; ``sign_p`` the sign
+    test beside it), NaN with too few rounds, with the reason in ``tests_note``.
     """
     usable = by_round[(by_round["collapsed"] == "") & np.isfinite(by_round["srcc"])]
     values = usable["srcc"].to_numpy(dtype=np.float64)
-    sign_p, note = sign_test(values)
+    p, note = signed_rank_test(values)
+    sign_p, _ = sign_test(values)
     empty = not len(values)
     return {"rounds": len(by_round), "usable": len(values), "left_out": len(by_round) - len(values),
             "median": np.nan if empty else float(np.median(values)),
             "min": np.nan if empty else float(values.min()), "max": np.nan if empty else float(values.max()),
             "positive": int((values > 0).sum()), "negative": int((values < 0).sum()),
             "interval_above": int((usable["low"] > 0).sum()), "interval_below": int((usable["high"] < 0).sum()),
-            "sign_p": sign_p, "tests_note": note}
+            "p": p, "sign_p": sign_p, "tests_note": note}

@@ -8,8 +8,8 @@ the weights then barely vary, the test measures noise, and no verdict is
 given. Because one trained model is one draw of the training, the claim is
 judged across the rounds' models (:func:`iqalib.analysis.attention.rounds_summary`):
 the book's one rule (:func:`iqalib.analysis.significance.decision_rule`), with
-each round's correlation as its paired quantity: a two-sided sign test of the
-correlations against 0, at least 6 rounds (:func:`across_rounds_verdict`).
+each round's correlation as its paired quantity: a two-sided Wilcoxon signed-rank
+test of the correlations against 0, at least 6 rounds (:func:`across_rounds_verdict`).
 """
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def attention_claim(weights: pd.DataFrame, statistics: AttentionStatistics,
     """The claim row of "high-quality images concentrate their attention".
 
     With ``by_round`` (:func:`iqalib.analysis.attention.concentration_by_round`)
-    the verdict is taken across the rounds' models: a sign test of their
+    the verdict is taken across the rounds' models: the rule's signed-rank test of their
     Spearman(concentration, MOS) against 0, untested with too few rounds (one
     model is one draw of the training: a retrained round 0 can land on the
     other side of zero). Without it, the verdict is one model's (``weights``,
@@ -83,7 +83,7 @@ def across_rounds_verdict(summary: Mapping) -> str:
     (:func:`~iqalib.analysis.significance.rule_verdict`: rounds with a positive correlation are for the claim)."""
     if not summary["usable"]:
         return "untested (attention collapsed or constant in every round)"
-    return rule_verdict(summary["usable"], summary["positive"], summary["negative"], summary["sign_p"])
+    return rule_verdict(summary["usable"], summary["positive"], summary["negative"], summary["p"])
 
 
 def _attention_claim_across_rounds(by_round: pd.DataFrame) -> dict:
@@ -118,5 +118,5 @@ def attention_round_sentences(by_round: pd.DataFrame) -> list[str]:
     if summary["tests_note"]:
         out.append(f"Across rounds the claim is {verdict}.")
     else:
-        out.append(f"Across rounds (sign test p = {summary['sign_p']:.3f}) the claim is {verdict}.")
+        out.append(f"Across rounds (signed-rank test p = {summary['p']:.3f}) the claim is {verdict}.")
     return out

@@ -234,9 +234,9 @@ def seed_claim_verdict(summary: pd.DataFrame) -> str:
         return (f"Untested: {counted(rounds, 'round')} {'is' if rounds == 1 else 'are'} too few for the book's "
                 f"rule (it needs "
                 f"{MIN_ROUNDS_FOR_TESTS}); the paired medians {lean} ({numbers}).")
-    tests = ", ".join(f"{name} p = {r['sign_p']:.3g} (Wilcoxon {r['wilcoxon_p']:.3g})"
+    tests = ", ".join(f"{name} p = {r['wilcoxon_p']:.3g} (sign test {r['sign_p']:.3g})"
                       for name, r in rows.iterrows())
-    detail = f"{numbers}; sign test over {rounds} rounds: {tests}"
+    detail = f"{numbers}; signed-rank test over {rounds} rounds: {tests}"
     if worse and len(worse) == len(rows):
         verdict = "Supported: every rank-based loss scores a lower SRCC than L1 on the same splits"
     elif worse and not better:

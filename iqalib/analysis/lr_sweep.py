@@ -5,13 +5,13 @@ round) with the rate each row really moves
 (:func:`iqalib.analysis.recipes.learning_rate_axis`). Rounds of a sweep share
 their splits, so each step between neighbouring rates within one decade is
 measured round by round (:func:`lr_moves`) and decided by the book's one rule
-(:func:`iqalib.analysis.significance.decision_rule`: a two-sided sign test of
-the per-round differences, p < 0.05, at least 6 rounds). The claim "training
+(:func:`iqalib.analysis.significance.decision_rule`: a two-sided Wilcoxon
+signed-rank test of the per-round differences, p < 0.05, at least 6 rounds). The claim "training
 is not fragile in its learning rate" adds an effect-size floor to its own
 definition, :data:`LR_JUMP`: a step is *fragile* when the rule finds that it
 moves SRCC and its median paired move is at least :data:`LR_JUMP`
 (contradicted); the claim is *supported* when, for every step, the rule finds
-the per-round moves smaller than :data:`LR_JUMP` (a sign test of
+the per-round moves smaller than :data:`LR_JUMP` (the rule's test of
 ``LR_JUMP - |move|``); with fewer rounds it is untested.
 """
 from __future__ import annotations
@@ -36,11 +36,11 @@ def lr_moves(sweep: pd.DataFrame, rates: Sequence[float]) -> pd.DataFrame:
     Rounds of a sweep share their splits (round ``r`` of every rate trains and
     tests on the same images), so the change a rate step makes is measured per
     round: ``delta`` is the median over rounds of SRCC(b) - SRCC(a), ``same_way``
-    the number of rounds that moved in its direction (of ``rounds``), ``sign_p``
-    the sign test of the moves, ``verdict`` the book's rule on "the step moves
+    the number of rounds that moved in its direction (of ``rounds``), ``p``
+    the rule's signed-rank test of the moves, ``verdict`` the book's rule on "the step moves
     SRCC" (:func:`~iqalib.analysis.significance.decide`), ``fragile`` that it
     does and by at least :data:`LR_JUMP`, and ``small`` that the rule finds
-    every round's move smaller than :data:`LR_JUMP` (a sign test of
+    every round's move smaller than :data:`LR_JUMP` (the rule's test of
     ``LR_JUMP - |move|``). Rounds are the ``round`` column, else the order of
     each rate's rows.
     """
@@ -60,10 +60,10 @@ def lr_moves(sweep: pd.DataFrame, rates: Sequence[float]) -> pd.DataFrame:
         small = decide(LR_JUMP - np.abs(diffs))["verdict"] == "supported"
         rows.append({"a": float(a), "b": float(b), "median_a": float(table[a].median()),
                      "median_b": float(table[b].median()), "delta": delta, "rounds": len(diffs),
-                     "same_way": same_way, "sign_p": moves["sign_p"], "verdict": moves["verdict"],
+                     "same_way": same_way, "p": moves["p"], "verdict": moves["verdict"],
                      "fragile": bool(moved and abs(delta) >= LR_JUMP), "small": bool(small)})
     return pd.DataFrame(rows, columns=["a", "b", "median_a", "median_b", "delta", "rounds", "same_way",
-                                       "sign_p", "verdict", "fragile", "small"])
+                                       "p", "verdict", "fragile", "small"])
 
 
 def lr_table(sweep: pd.DataFrame, rates: Sequence[float]) -> pd.DataFrame:
@@ -97,11 +97,11 @@ def _step_sentence(move) -> str:
                 f"the book's rule needs {MIN_ROUNDS_FOR_TESTS} rounds, so this step is untested.")
     if move.fragile:
         return (f"Within one decade, {step}, the same way in {move.same_way} of {counted(move.rounds, 'round')} "
-                f"(sign test p = {move.sign_p:.3f}): at this budget training is fragile in its learning rate "
+                f"(signed-rank test p = {move.p:.3f}): at this budget training is fragile in its learning rate "
                 f"(a step of {LR_JUMP:g} or more is as large as the gain the seed reports for SMART-IQA over "
                 "HyperIQA).")
     return (f"Within one decade, {step}, but only {move.same_way} of {counted(move.rounds, 'round')} moved that "
-            f"way (sign test p = {move.sign_p:.2f}): by the book's rule the step does not move SRCC.")
+            f"way (signed-rank test p = {move.p:.2f}): by the book's rule the step does not move SRCC.")
 
 
 def lr_sentences(sweep: pd.DataFrame, rates: Sequence[float], label: str, epochs: int | None = None) -> list[str]:
@@ -160,13 +160,13 @@ def _moves_verdict(moves: pd.DataFrame) -> str:
     if len(fragile):
         worst = fragile.loc[fragile["delta"].abs().idxmax()]
         return (f"contradicted (from {worst['a']:g} to {worst['b']:g} SRCC moves {worst['delta']:+.3f}, the same "
-                f"way in {int(worst['same_way'])} of {int(worst['rounds'])} rounds, sign test p = "
-                f"{worst['sign_p']:.3f})")
+                f"way in {int(worst['same_way'])} of {int(worst['rounds'])} rounds, signed-rank test p = "
+                f"{worst['p']:.3f})")
     largest = moves.loc[moves["delta"].abs().idxmax()]
     if moves["small"].all():
-        return (f"supported (every step within one decade moves SRCC by less than {LR_JUMP:g} in significantly "
-                f"many rounds; the largest median move is {largest['delta']:+.3f})")
+        return (f"supported (every step within one decade moves SRCC by less than {LR_JUMP:g} by the rule's "
+                f"signed-rank test; the largest median move is {largest['delta']:+.3f})")
     unclear = moves[~moves["small"]].iloc[0]
     return (f"not supported (from {unclear['a']:g} to {unclear['b']:g} SRCC moves {unclear['delta']:+.3f}, "
-            f"sign test p = {unclear['sign_p']:.2f}: neither shown to move it by {LR_JUMP:g} nor shown to stay "
+            f"signed-rank test p = {unclear['p']:.2f}: neither shown to move it by {LR_JUMP:g} nor shown to stay "
             "below that)")

@@ -16,7 +16,7 @@ never plotted.
 
 :func:`worth_cost_claim` decides "SMART-IQA is worth its cost": its gain over
 HyperIQA must pass the book's one decision rule
-(:func:`iqalib.analysis.significance.pair_verdict`: a sign test over at least
+(:func:`iqalib.analysis.significance.pair_verdict`: a signed-rank test over at least
 6 paired rounds), and its cost per patch may be at most :data:`COST_BUDGET`
 times HyperIQA's, in FLOPs and, where both speeds passed their checks, in
 measured time.

@@ -82,7 +82,7 @@ def format_comparisons(summary: pd.DataFrame) -> pd.DataFrame:
     """The paired-test summary (:func:`iqalib.analysis.compare_runs`), narrow, rounded and in words.
 
     Ablation arms are named by their letter ((a)...(d)); counts of rounds read
-    "k of n"; the sign and Wilcoxon p-values share one column, and where a
+    "k of n"; the Wilcoxon (the rule's test) and sign-test p-values share one column, and where a
     statistic cannot be computed the cell says why (never NaN). ``verdict`` is
     the book's one rule on "A beats B" (:func:`iqalib.analysis.significance.pair_verdict`).
     """
@@ -92,9 +92,9 @@ def format_comparisons(summary: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for _, r in summary.iterrows():
         rounds = int(r["rounds"])
-        reason = too_few_rounds("sign_test", rounds)
-        tests = (f"n/a ({counted(rounds, 'round')}; needs {MIN_ROUNDS['sign_test']})" if reason
-                 else f"{r['sign_p']:.4f} / {r['wilcoxon_p']:.4f}")
+        reason = too_few_rounds("wilcoxon", rounds)
+        tests = (f"n/a ({counted(rounds, 'round')}; needs {MIN_ROUNDS['wilcoxon']})" if reason
+                 else f"{r['wilcoxon_p']:.4f} / {r['sign_p']:.4f}")
         won = int(r["won"]) if "won" in r else int(round(r["a_better"] * rounds))
         if np.isfinite(r.get("rounds_significant", np.nan)):
             bootstrap = f"{int(round(r['rounds_significant'] * rounds))} of {rounds}"
@@ -104,7 +104,7 @@ def format_comparisons(summary: pd.DataFrame) -> pd.DataFrame:
                      f"median Δ{r['metric'].upper()} (paired)": round(float(r["median_delta"]), 4),
                      "A better (rounds)": f"{won} of {rounds}",
                      f"bootstrap p < {SIGNIFICANCE:g} (rounds)": bootstrap,
-                     "sign / Wilcoxon p": tests, "verdict": pair_verdict(r),
+                     "Wilcoxon / sign p": tests, "verdict": pair_verdict(r),
                      "resampled": str(r.get("resampled", "")).split(": no test")[0]})
     return pd.DataFrame(rows).set_index("comparison")
 
