@@ -213,6 +213,59 @@ def attention_for_run(run_dir: str | Path, round_index: int = 0, *, patches: int
     return frame.merge(stored[["image", "pred"]].rename(columns={"pred": "run_pred"}), on="image", how="left")
 
 
+def attention_from_features(run_dir: str | Path, rounds: Sequence[int], *,
+                            device: str = "auto") -> dict[int, pd.DataFrame] | None:
+    """:func:`attention_for_run`'s frame for each of ``rounds``, read from the run's cached trunk features.
+
+    A frozen-trunk run scored every test crop from one bank of pooled trunk
+    features (:func:`iqalib.engine.features.feature_bank`, cached on disk by
+    the training), and the attention reads only those pooled maps. So each
+    round's selected head on the bank's rows of its test images gives the
+    weights of exactly the crops the run scored (``pred`` equals ``run_pred``
+    up to rounding), without a pass of the trunk: the bank is read once for
+    all rounds. None for a run whose trunk trained (no bank describes it).
+    """
+    from iqalib.engine.features import feature_bank  # lazy: the engine's training modules
+    from iqalib.engine.fit import FeatureSource, as_config, make_model, prepare_data, resolved_train
+    from iqalib.engine.precision import autocast_dtype
+
+    rounds = list(rounds)
+    if not rounds:
+        return {}
+    config = as_config(run_round_results(run_dir, rounds[0])["config"])
+    if not config.train.freeze_backbone:
+        return None
+    config.train.progress = False
+    torch_device = resolve_device(device)
+    data = prepare_data(config)
+    trunk = make_model(config, torch_device)
+    tc = resolved_train(config, trunk)
+    bank = feature_bank(trunk, data, tc, device=torch_device)
+    dtype = autocast_dtype(torch_device, tc.precision)
+    frames = {}
+    for r in rounds:
+        model = load_round_model(run_dir, r, device)
+        test = round_test_split(run_dir, r)
+        source = FeatureSource(model, bank, data.indices(test), test.mos, tc.test_patches, tc,
+                               device=torch_device, dtype=dtype)
+        scores, weights, owners = [], [], []
+        with attention_hook(model) as seen, torch.inference_mode():
+            for batch in source.loader(0, shuffle=False):
+                pred, _, images = source.forward(batch)
+                scores.append(pred.cpu())
+                weights.append(seen[-1])
+                owners.append(images)
+        index, per_patch = torch.cat(owners), torch.cat(weights)
+        frame = pd.DataFrame({"image": test.frame["image"].astype(str).to_numpy(), "mos": test.mos,
+                              "pred": mean_per_image(torch.cat(scores), index, len(test))})
+        for s, column in enumerate(STAGE_COLUMNS):
+            frame[column] = mean_per_image(per_patch[:, s], index, len(test))
+        stored = pd.read_csv(Path(run_dir) / f"round_{r}" / "predictions.csv")
+        frames[r] = frame.merge(stored[["image", "pred"]].astype({"image": str}).rename(columns={"pred": "run_pred"}),
+                                on="image", how="left")
+    return frames
+
+
 # ------------------------------------------------------------------ the seed's three images
 
 def select_images(frame: pd.DataFrame, path: str | Path | None = None) -> pd.DataFrame:
@@ -413,13 +466,19 @@ def concentration_by_round(run_dir: str | Path, rounds: Sequence[int], *, patche
     initialisation, its crops), and the seed's claim is about the method, so
     it has to hold for the models of the rounds, not only for the one looked
     at in depth. ``known`` maps rounds whose :func:`attention_for_run` frame
-    is already at hand (not recomputed); ``groups`` is passed to
+    is already at hand (not recomputed); the others are read from the run's
+    cached trunk features (:func:`attention_from_features`) where its trunk
+    was frozen and ``patches`` is None (the run's own crops), else
+    recomputed from the images; ``groups`` is passed to
     :func:`weights_vs_mos`. Index ``round``; columns ``n``, ``srcc``, ``low``,
     ``high`` (the round's bootstrap interval, NaN with too few sources),
     ``mean_max_weight`` and ``collapsed`` (the stage the attention collapsed
     onto, :func:`collapsed_stage`, or "").
     """
     known = dict(known or {})
+    missing = [r for r in rounds if r not in known]
+    if missing and patches is None:  # the run's own crops: read from its cached trunk features
+        known.update(attention_from_features(run_dir, missing, device=device) or {})
     rows = []
     for r in rounds:
         frame = known[r] if r in known else attention_for_run(run_dir, r, patches=patches, device=device)
