@@ -148,6 +148,22 @@ perf.benchmark_report(results_dir, "train_step")
 perf.benchmark_report(results_dir, "head_training")
 
 # %% [markdown]
+# ## The trunk pass
+#
+# Every frozen-trunk run starts with one pass of the trunk over fixed crops, and a trunk that learns
+# pays a pass and a backward per step. The same pass of EfficientNet-Lite0 on real crops of the
+# embedded photographs, in every way this CPU offers, in one run: eager and `channels_last`, fp32 and
+# bf16 autocast (where native), compiled (with `--compile`), and ONNX Runtime and OpenVINO as
+# references (where installed). `x today` is the gain over the setting the feature bank uses now;
+# `error vs eager fp32` how far the pooled features move (largest difference over the largest
+# magnitude): a fast path that moves them beyond bf16's own rounding is not one to take. The
+# training rows are the steps of a trunk that learns: all of it, or only its blocks after stage 2 or
+# 3, read from cached earlier maps (`benchmarks/trunk_pass.py --train`).
+
+# %%
+perf.benchmark_report(results_dir, "trunk_pass")
+
+# %% [markdown]
 # ## bf16 or fp32 on this CPU
 #
 # `precision: auto` trains in bf16 autocast on a CPU only where a quick matrix-product probe finds it

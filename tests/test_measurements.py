@@ -294,3 +294,19 @@ def test_worth_its_cost_needs_a_significant_gain_within_the_budget():
     assert worth_cost_claim(few, costs, "smart_iqa_lite0", "hyperiqa_lite0")["verdict"].startswith("untested")
     assert worth_cost_claim(None, costs, "smart_iqa_lite0", "hyperiqa_lite0", "no run")["verdict"] == \
         "untested (no run)"
+
+
+def test_trunk_pass_table_shows_each_path_its_gain_over_today_and_what_was_skipped(tmp_path):
+    from iqalib.analysis import performance as perf
+
+    result = {"machine": XEON, "today": "bf16", "native_bf16": True,
+              "crops_per_s": {"eager_fp32": 40.0, "bf16": 60.0, "openvino_fp32": 120.0},
+              "error_vs_eager_fp32": {"eager_fp32": 0.0, "bf16": 0.08, "openvino_fp32": 3e-6},
+              "skipped": {"onnxruntime_fp32": "ModuleNotFoundError: No module named 'onnxruntime'"},
+              "train_step_crops_per_s": {"whole_trunk_fp32": 7.5, "from_stage3_bf16": 30.0}}
+    _write(tmp_path, trunk_pass=result)
+    table = perf.trunk_pass_table(tmp_path)
+    assert table.loc["openvino_fp32", "x today"] == 2.0 and table.loc["bf16", "note"] == "today's feature bank"
+    assert table.loc["onnxruntime_fp32", "note"].startswith("skipped: ModuleNotFoundError")
+    assert table.loc["training step, whole_trunk_fp32", "crops/s"] == 7.5
+    assert "trunk_pass" in perf.TABLES and perf.benchmark_report(tmp_path, "trunk_pass") is not None

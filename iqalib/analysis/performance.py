@@ -306,10 +306,30 @@ def precision_table(results_dir) -> pd.DataFrame | None:
     return pd.DataFrame(rows).set_index("precision")
 
 
+def trunk_pass_table(results_dir) -> pd.DataFrame | None:
+    """The trunk pass in every way the CPU offers (``benchmarks/trunk_pass.py``): crops/s, the gain over the
+    setting the feature bank uses today, and the features' distance from eager fp32; then the training steps
+    of a trunk that learns (whole, or its last stages on cached earlier ones), where measured."""
+    r = read_result(results_dir, "trunk_pass")
+    if r is None:
+        return None
+    today = r["crops_per_s"].get(r["today"])
+    rows = [{"pass": name, "crops/s": rate, "x today": round(rate / today, 2) if today else None,
+             "error vs eager fp32": r["error_vs_eager_fp32"].get(name),
+             "note": "today's feature bank" if name == r["today"] else ""}
+            for name, rate in r["crops_per_s"].items()]
+    rows += [{"pass": name, "crops/s": None, "x today": None, "error vs eager fp32": None,
+              "note": f"skipped: {why}"} for name, why in r.get("skipped", {}).items()]
+    rows += [{"pass": f"training step, {name}", "crops/s": rate, "x today": None, "error vs eager fp32": None,
+              "note": "forward, backward and AdamW of the trained blocks"}
+             for name, rate in (r.get("train_step_crops_per_s") or {}).items()]
+    return pd.DataFrame(rows).set_index("pass")
+
+
 TABLES = {"patch_pipeline": patch_pipeline_table, "train_step": train_step_table,
           "head_training": head_training_table, "loader_wait": loader_wait_table,
           "scoring": scoring_table, "score_memory": score_memory_table, "gpu_step": gpu_step_table,
-          "precision": precision_table}
+          "precision": precision_table, "trunk_pass": trunk_pass_table}
 
 
 def benchmark_report(results_dir: str | Path, name: str):
