@@ -100,7 +100,7 @@ TRAINING_CHAPTERS = ("03_baseline", "04_smart_iqa", "05_ablations", "06_losses",
 RECIPES = {
     "smoke": dict(rounds=1, epochs=1, batch_size=32, train_patches=1, test_patches=1, trunk_lr=1.0e-4,
                   freeze_backbone=True, pretrained=True),
-    "default": dict(rounds=6, epochs=6, batch_size=32, train_patches=1, test_patches=4, trunk_lr=3.0e-4,
+    "default": dict(rounds=10, epochs=6, batch_size=32, train_patches=1, test_patches=4, trunk_lr=3.0e-4,
                     freeze_backbone=True, pretrained=True),
     "demo": dict(rounds=3, epochs=8, batch_size=32, train_patches=2, test_patches=4, trunk_lr=3.0e-4,
                  freeze_backbone=True, pretrained=True),
