@@ -181,7 +181,9 @@ attention_results_json(
 # Everything above is one trained model, and one model is one draw of the training: its split, its
 # initialisation, its crops. Another draw can give another interval, on the same side of zero or
 # not. A claim about the method must hold for the models of the rounds, so the same correlation is
-# computed for the selected model of every round, each on its own test split.
+# computed for the selected model of every round, each on its own test split. With a frozen trunk
+# the weights are read from the run's cached trunk features, on exactly the crops the run scored
+# (`attention_from_features`): the attention sees only those pooled maps, so no trunk pass is needed.
 
 # %%
 by_round = concentration_by_round(
