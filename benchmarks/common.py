@@ -52,6 +52,18 @@ def matmul_gflops(dtype: torch.dtype, max_size: int = 4096, reps: int = 3, budge
         size *= 2
 
 
+def call_times(call, repeats: int, warmup: int = 1) -> list[float]:
+    """Seconds of each of ``repeats`` calls of ``call()``, after ``warmup`` untimed calls (kernel selection, caches)."""
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return times
+
+
 def write_json(path: str | Path, result: dict) -> None:
     """Write ``result``; scripts call it after every measured item, so an interrupted run keeps them."""
     path = Path(path)

@@ -19,13 +19,12 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
 
 import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from common import RESULTS, cpu_info, load_average, matmul_gflops, write_json
+from common import RESULTS, call_times, cpu_info, load_average, matmul_gflops, write_json
 
 from iqalib.models import create_model
 
@@ -63,14 +62,7 @@ def naive_step(model, optimizer, patches, target) -> None:
 
 
 def median_seconds(fn, warmup: int, iters: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(iters):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(call_times(fn, iters, warmup=warmup))
 
 
 def head_forward_flops(model, pooled) -> int:

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from common import RESULTS, cpu_info, load_average, write_json
+from common import RESULTS, call_times, cpu_info, load_average, write_json
 
 from iqalib.data.images import ImageStore, decode_image
 from iqalib.data.patches import PatchDataset, to_model_input
@@ -85,13 +85,7 @@ def ceiling_input(model, image: np.ndarray, batch: int) -> torch.Tensor:
 def forward_seconds(model, x: torch.Tensor, iters: int = 3) -> float:
     """Seconds per patch of the model alone on ready-made input ``x`` (after one warm-up call), fastest of ``iters``."""
     with torch.inference_mode():
-        model(x)
-        times = []
-        for _ in range(iters):
-            start = time.perf_counter()
-            model(x)
-            times.append(time.perf_counter() - start)
-    return min(times) / len(x)
+        return min(call_times(lambda: model(x), iters)) / len(x)
 
 
 def best_of_trials(runners: dict, trials: int) -> dict[str, float]:

@@ -36,14 +36,13 @@ import argparse
 import contextlib
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common import RESULTS, bf16_native, cpu_info, load_average, write_json
+from common import RESULTS, bf16_native, call_times, cpu_info, load_average, write_json
 
 from iqalib.data.datasets import load_dataset
 from iqalib.data.images import ImageStore
@@ -66,13 +65,7 @@ def real_crops(n: int, seed: int = 0) -> torch.Tensor:
 
 def timed(run, batch: torch.Tensor, repeats: int) -> float:
     """Crops/s: the median of ``repeats`` timed calls after one warm-up call."""
-    run(batch)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run(batch)
-        times.append(time.perf_counter() - start)
-    return len(batch) / statistics.median(times)
+    return len(batch) / statistics.median(call_times(lambda: run(batch), repeats))
 
 
 def error_vs(reference: list[torch.Tensor], pooled: list[torch.Tensor]) -> float:

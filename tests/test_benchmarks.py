@@ -41,7 +41,25 @@ def results(tmp_path_factory):
                                "--matmul-size", "256"),
         "precision": run_script("precision", folder / "precision.json", "--profile", "demo", "--rounds", "1",
                                 "--epochs", "1", "--runs", str(folder / "precision_runs"), "--control"),
+        "trunk_pass": run_script("trunk_pass", folder / "trunk_pass.json", "--batch", "4", "--repeats", "1",
+                                 "--train"),
     }
+
+
+@pytest.mark.bench
+def test_trunk_pass_measures_every_path_against_eager_fp32(results):
+    folder, r = results
+    t = r["trunk_pass"]
+    assert t["error_vs_eager_fp32"]["eager_fp32"] == 0 and t["error_vs_eager_fp32"]["channels_last_fp32"] < 1e-4
+    assert t["today"] in t["crops_per_s"] and t["fastest"] in t["crops_per_s"]
+    assert t["speedup_vs_today"] == pytest.approx(t["crops_per_s"][t["fastest"]] / t["crops_per_s"][t["today"]],
+                                                  rel=1e-2)
+    for runtime in ("onnxruntime_fp32", "openvino_fp32"):  # measured where installed, else skipped with the reason
+        assert runtime in t["crops_per_s"] or any(k.startswith(runtime.split("_")[0]) for k in t["skipped"])
+        if runtime in t["crops_per_s"]:
+            assert t["error_vs_eager_fp32"][runtime] < 1e-4  # fp32 runtimes keep the numbers
+    assert set(t["train_step_crops_per_s"]) >= {"whole_trunk_fp32", "from_stage2_fp32", "from_stage3_fp32"}
+    assert perf.trunk_pass_table(folder).loc["eager_fp32", "crops/s"] == t["crops_per_s"]["eager_fp32"]
 
 
 @pytest.mark.bench
