@@ -460,7 +460,12 @@ def test_probe_sentences_pair_each_head_with_the_probe_round_by_round():
     floor, a, b, c = probe_sentences(runs, probe)
     assert floor.endswith("scores test SRCC median 0.760 (range 0.500 to 0.860, 3 rounds).")
     # a: +0.37, -0.31, -0.17 -> median -0.170, above in 1 of 3
-    assert a.startswith("a: median ΔSRCC to the probe -0.170 over 3 rounds, above the probe in 1 of 3 rounds")
+    assert a.startswith("a: median ΔSRCC to the probe -0.170 (per round -0.310 to +0.370) over 3 rounds, above the "
+                        "probe in 1 of 3 rounds")
+    assert a.endswith('by the book\'s rule, "a beats the probe" is untested (3 rounds; the rule needs 6).')
+    # with the rule's rounds the verdict is the rule's: six rounds all above the probe
+    six = probe_sentences({"d": _rounds("d", [0.9] * 6)}, _rounds("linear_probe_lite0", [0.8] * 6))[1]
+    assert six.endswith('by the book\'s rule, "d beats the probe" is supported.')
     assert "above the probe in every round" in b and "below the probe in every round" in c
     assert probe_sentences(runs, {"test_per_round": []}) == []
 

@@ -52,6 +52,7 @@ import torch
 
 from iqalib import metrics
 from iqalib.analysis.runs import srcc_by_round
+from iqalib.analysis.significance import decide
 from iqalib.analysis.words import counted, spread_words
 from iqalib.config import RunConfig, from_dict
 from iqalib.data.patches import PatchDataset, make_loader, to_model_input
@@ -305,8 +306,10 @@ def probe_sentences(runs: Mapping[str, Mapping], probes: Mapping | Sequence[Mapp
         if not shared:
             continue
         deltas = np.array([mine[r] - floor[r] for r in shared])
-        out.append(f"{name}: median ΔSRCC to the probe {np.median(deltas):+.3f} over "
-                   f"{counted(len(shared), 'round')}, {_against_the_probe(deltas)}.")
+        spread = f" (per round {deltas.min():+.3f} to {deltas.max():+.3f})" if len(deltas) > 1 else ""
+        out.append(f"{name}: median ΔSRCC to the probe {np.median(deltas):+.3f}{spread} over "
+                   f"{counted(len(shared), 'round')}, {_against_the_probe(deltas)}; by the book's rule, "
+                   f"\"{name} beats the probe\" is {decide(deltas)['verdict']}.")
     return out
 
 
