@@ -35,7 +35,11 @@ only directions: with a sign test, 6 rounds must be unanimous and 10 allow
 one contrary round however small, so a claim whose per-round differences
 are mostly large and once slightly negative flips with the training noise
 of a single round (measured: a bf16 and an fp32 build of the same book
-disagreed on a +0.048 effect, 6 of 6 against 5 of 6 rounds). The verdict is "supported" when
+disagreed on a +0.048 effect, 6 of 6 against 5 of 6 rounds). No test makes a
+claim robust whose effect is as small as one round's training noise: at 10
+rounds, bf16, fp32 and AVX2 builds still disagreed on three such claims
+(``benchmarks/results/edition_agreement.json``); only more rounds decide
+those. The verdict is "supported" when
 the test is significant and the differences favour the claim, "contradicted"
 when it is significant the other way, "not supported" otherwise, and
 "untested (N rounds; the rule needs 6)" with fewer rounds, however the rounds
