@@ -34,11 +34,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import statistics
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -52,14 +52,13 @@ from iqalib.models import create_model
 MODEL = "smart_iqa_lite0"  # the trunk of the default edition; only its trunk and pool_stages run here
 
 
-def real_crops(n: int, seed: int = 0) -> torch.Tensor:
-    """``n`` normalised 224x224 crops of the embedded LIVE-C photographs (4 per image)."""
+def real_crops(model, n: int, seed: int = 0) -> torch.Tensor:
+    """``n`` 224x224 crops of the embedded LIVE-C photographs (4 per image), normalised for ``model``."""
     table = load_dataset("livec_jpeg")
     images = (n + 3) // 4
     store = ImageStore.build(table.paths[:images], short_side=table.short_side, min_side=224)
     dataset = PatchDataset(store, patch_size=224, patches_per_image=4, train=False, seed=seed)
     crops, _, _ = dataset.__getitems__(range(n))
-    model = create_model(MODEL, pretrained=False)
     return to_model_input(crops, model.mean, model.std, device=torch.device("cpu"))
 
 
@@ -82,7 +81,8 @@ def torch_settings(model, native_bf16: bool, compile_too: bool) -> dict:
                 return [p.float() for p in model.pool_stages(module(x))]
         return run
 
-    cl_trunk = model.backbone.to(memory_format=torch.channels_last)
+    # a copy: Module.to(memory_format=...) converts in place, and eager_fp32 must stay NCHW
+    cl_trunk = copy.deepcopy(model.backbone).to(memory_format=torch.channels_last)
     settings = {"eager_fp32": pass_of(model.backbone, None, False),
                 "channels_last_fp32": pass_of(cl_trunk, None, True)}
     if native_bf16:
@@ -100,14 +100,14 @@ def runtime_settings(model, batch: torch.Tensor, native_bf16: bool) -> tuple[dic
     """ONNX Runtime and OpenVINO passes where installed; ({name: callable}, {name: why skipped})."""
     settings, skipped = {}, {}
     pooled_stages = lambda stages: [p.float() for p in model.pool_stages([torch.from_numpy(s) for s in stages])]
-    folder = Path(tempfile.mkdtemp(prefix="trunk-onnx-"))
-    onnx_path = folder / "trunk.onnx"
     try:
         import onnxruntime as ort
 
-        torch.onnx.export(model.backbone.eval(), (batch,), str(onnx_path), input_names=["x"],
-                          dynamic_axes={"x": {0: "n"}}, dynamo=False)
-        session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+        with tempfile.TemporaryDirectory(prefix="trunk-onnx-") as folder:  # the session keeps the model
+            onnx_path = Path(folder) / "trunk.onnx"
+            torch.onnx.export(model.backbone.eval(), (batch,), str(onnx_path), input_names=["x"],
+                              dynamic_axes={"x": {0: "n"}}, dynamo=False)
+            session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
         settings["onnxruntime_fp32"] = lambda x: pooled_stages(session.run(None, {"x": x.numpy()}))
     except Exception as exc:  # not installed, or the exporter refused: say which
         skipped["onnxruntime_fp32"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
@@ -180,9 +180,9 @@ def main(argv=None) -> None:
               "skipped": {} if native_bf16 else {"bf16": "no native bf16 on this CPU (~100x slower)"}}
     torch.manual_seed(0)
     model = create_model(MODEL, pretrained=True).eval()
-    batch = real_crops(args.batch)
-    reference = torch_settings(model, False, False)["eager_fp32"](batch)
+    batch = real_crops(model, args.batch)
     settings = torch_settings(model, native_bf16, args.compile)
+    reference = settings["eager_fp32"](batch)
     extra, skipped = runtime_settings(model, batch, native_bf16)
     settings.update(extra)
     result["skipped"].update(skipped)

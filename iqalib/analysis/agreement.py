@@ -16,19 +16,19 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from iqalib.analysis.claims import OUTCOMES, verdict_outcome
 from iqalib.errors import DataError
 
 MEDIAN_TOLERANCE = 0.02  # the issue's bar: medians over rounds within 0.02 of each other
-VERDICTS = ("supported", "not supported", "contradicted", "untested")
 
 
 def verdict_kind(verdict: str) -> str:
-    """The verdict's category (the words before any parenthesis): one of :data:`VERDICTS`."""
-    head = verdict.split("(")[0].strip().lower()
-    for kind in sorted(VERDICTS, key=len, reverse=True):  # "not supported" before "supported"
-        if head.startswith(kind):
-            return kind
-    raise DataError(f"unknown verdict {verdict!r}; expected one of {', '.join(VERDICTS)}")
+    """The verdict's outcome (:func:`iqalib.analysis.claims.verdict_outcome`), one of the book's
+    :data:`~iqalib.analysis.claims.OUTCOMES`; anything else is not a verdict of this book."""
+    kind = verdict_outcome(verdict).lower()
+    if kind not in OUTCOMES:
+        raise DataError(f"unknown verdict {verdict!r}; expected one of {', '.join(OUTCOMES)}")
+    return kind
 
 
 def _read_json(path: Path):

@@ -123,13 +123,32 @@ def stage_weights(model, images, *, patches: int = 25, patch_size: int = 224, se
                 owners.append(image_index)
     finally:
         model.train(was_training)
-    index = torch.cat(owners)
-    per_patch = torch.cat(weights)
+    return _image_means(scores, weights, owners, len(store))
+
+
+def _image_means(scores, weights, owners, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per image (``n``), the mean score and stage weights of its patches, from the batches' scores,
+    the hook's weight rows and each patch's image index."""
+    index, per_patch = torch.cat(owners), torch.cat(weights)
     if len(per_patch) != len(index):
         raise RuntimeError(f"the hook saw {len(per_patch)} weight rows for {len(index)} patches")
-    n = len(store)
     mean_weights = np.stack([mean_per_image(per_patch[:, s], index, n) for s in range(per_patch.shape[1])], axis=1)
     return mean_per_image(torch.cat(scores), index, n), mean_weights
+
+
+def _frame(names, mos, pred: np.ndarray, weights: np.ndarray) -> pd.DataFrame:
+    """One row per image: ``image, mos, pred, w1..w4``."""
+    frame = pd.DataFrame({"image": [str(n) for n in names], "mos": mos, "pred": pred})
+    for s, column in enumerate(STAGE_COLUMNS):
+        frame[column] = weights[:, s]
+    return frame
+
+
+def _with_run_pred(frame: pd.DataFrame, run_dir: str | Path, round_index: int) -> pd.DataFrame:
+    """``frame`` with a ``run_pred`` column: the prediction the run itself stored for each image."""
+    stored = pd.read_csv(Path(run_dir) / f"round_{round_index}" / "predictions.csv")
+    stored = stored[["image", "pred"]].astype({"image": str}).rename(columns={"pred": "run_pred"})
+    return frame.merge(stored, on="image", how="left")
 
 
 def attention_for_images(model, paths: Sequence[str | Path], mos=None, *, names: Sequence[str] | None = None,
@@ -145,14 +164,8 @@ def attention_for_images(model, paths: Sequence[str | Path], mos=None, *, names:
     store = ImageStore.build(paths, short_side=short_side, min_side=patch_size)
     pred, weights = stage_weights(model, store, patches=patches, patch_size=patch_size, seed=seed,
                                   test_crops=test_crops, batch_size=batch_size)
-    frame = pd.DataFrame({
-        "image": [str(n) for n in (names if names is not None else paths)],
-        "mos": np.nan if mos is None else np.asarray(mos, dtype=np.float64),
-        "pred": pred,
-    })
-    for s, column in enumerate(STAGE_COLUMNS):
-        frame[column] = weights[:, s]
-    return frame
+    return _frame(names if names is not None else paths,
+                  np.nan if mos is None else np.asarray(mos, dtype=np.float64), pred, weights)
 
 
 def attention_for_table(model, table: IQATable, **options) -> pd.DataFrame:
@@ -169,14 +182,16 @@ def run_round_results(run_dir: str | Path, round_index: int = 0) -> dict:
     return json.loads(path.read_text())
 
 
-def round_test_split(run_dir: str | Path, round_index: int = 0) -> IQATable:
-    """The test images of one round of a run, rebuilt from its stored configuration.
+def round_test_split(run_dir: str | Path, round_index: int = 0, table: IQATable | None = None) -> IQATable:
+    """The test images of one round of a run, rebuilt from its stored configuration (``table``: the
+    run's data set when the caller has already loaded it).
 
     Checked against the run's ``predictions.csv``: a data set that changed
     since the run raises a DataError instead of silently analysing other images.
     """
     data = run_round_results(run_dir, round_index)["config"]["data"]
-    table = load_dataset(data["name"], data["root"], **(data.get("options") or {}))
+    if table is None:
+        table = load_dataset(data["name"], data["root"], **(data.get("options") or {}))
     test = split_table(table, seed=data["split_seed"] + round_index, fractions=tuple(data["fractions"]),
                        official=data.get("official_split", True))["test"]
     stored = Path(run_dir) / f"round_{round_index}" / "predictions.csv"
@@ -209,8 +224,7 @@ def attention_for_run(run_dir: str | Path, round_index: int = 0, *, patches: int
     frame = attention_for_table(model, round_test_split(run_dir, round_index),
                                 patches=patches or train["test_patches"], patch_size=train["patch_size"],
                                 seed=train["seed"], test_crops=train["test_crops"], batch_size=batch_size)
-    stored = pd.read_csv(Path(run_dir) / f"round_{round_index}" / "predictions.csv")
-    return frame.merge(stored[["image", "pred"]].rename(columns={"pred": "run_pred"}), on="image", how="left")
+    return _with_run_pred(frame, run_dir, round_index)
 
 
 def attention_from_features(run_dir: str | Path, rounds: Sequence[int], *,
@@ -245,7 +259,7 @@ def attention_from_features(run_dir: str | Path, rounds: Sequence[int], *,
     frames = {}
     for r in rounds:
         model = load_round_model(run_dir, r, device)
-        test = round_test_split(run_dir, r)
+        test = round_test_split(run_dir, r, data.table)
         source = FeatureSource(model, bank, data.indices(test), test.mos, tc.test_patches, tc,
                                device=torch_device, dtype=dtype)
         scores, weights, owners = [], [], []
@@ -255,14 +269,8 @@ def attention_from_features(run_dir: str | Path, rounds: Sequence[int], *,
                 scores.append(pred.cpu())
                 weights.append(seen[-1])
                 owners.append(images)
-        index, per_patch = torch.cat(owners), torch.cat(weights)
-        frame = pd.DataFrame({"image": test.frame["image"].astype(str).to_numpy(), "mos": test.mos,
-                              "pred": mean_per_image(torch.cat(scores), index, len(test))})
-        for s, column in enumerate(STAGE_COLUMNS):
-            frame[column] = mean_per_image(per_patch[:, s], index, len(test))
-        stored = pd.read_csv(Path(run_dir) / f"round_{r}" / "predictions.csv")
-        frames[r] = frame.merge(stored[["image", "pred"]].astype({"image": str}).rename(columns={"pred": "run_pred"}),
-                                on="image", how="left")
+        pred, weights = _image_means(scores, weights, owners, len(test))
+        frames[r] = _with_run_pred(_frame(test.frame["image"], test.mos, pred, weights), run_dir, r)
     return frames
 
 

@@ -113,12 +113,22 @@ def claims_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+# How a verdict can come out: its words before any " (reason)".
+OUTCOMES = ("supported", "partly supported", "not supported", "mixed", "contradicted", "untested")
+
+
+def verdict_outcome(verdict: str) -> str:
+    """The outcome a verdict states, its words before any parenthesised reason (one of :data:`OUTCOMES`
+    for the book's own verdicts)."""
+    return str(verdict).split(" (", 1)[0].strip()
+
+
 def summary_sentences(table: pd.DataFrame) -> list[str]:
     """How many of the book's claims this edition decided, how they came out, and how many stay untested."""
-    outcome = table["verdict"].str.split(" (", regex=False).str[0]
+    outcome = table["verdict"].map(verdict_outcome)
     counts = outcome.value_counts()
     decided = int(len(table) - counts.get("untested", 0))
-    order = ["supported", "partly supported", "not supported", "mixed", "contradicted"]
+    order = [o for o in OUTCOMES if o != "untested"]
     order += sorted(set(counts.index) - set(order) - {"untested"})
     parts = [f"{counts[word]} {word}" for word in order if counts.get(word, 0)]
     untested = int(counts.get("untested", 0))

@@ -288,20 +288,18 @@ def combine_rounds(per_round: pd.DataFrame) -> dict:
     deltas = per_round["delta"].to_numpy(dtype=np.float64)
     lower_is_better = per_round["metric"].iloc[0] == "rmse"
     wins = deltas < 0 if lower_is_better else deltas > 0
-    sign_p, tests_note = sign_test(deltas)
     decision = decide(deltas, lower_is_better=lower_is_better)
-    wilcoxon_p = decision["p"]
     return {
         "a": per_round["a"].iloc[0], "b": per_round["b"].iloc[0], "metric": per_round["metric"].iloc[0],
-        "rounds": len(deltas), "median_delta": float(np.median(deltas)), "mean_delta": float(deltas.mean()),
+        "rounds": len(deltas), "median_delta": decision["median_delta"], "mean_delta": float(deltas.mean()),
         "a_better": float(wins.mean()), "won": decision["won"], "lost": decision["lost"],
         "median_a": float(per_round["value_a"].median()) if "value_a" in per_round else np.nan,
         "median_b": float(per_round["value_b"].median()) if "value_b" in per_round else np.nan,
         # NaN where no round could be tested (too few sources: see ``resampled``)
         "rounds_significant": (float((per_round["p_value"] < SIGNIFICANCE).mean()) if per_round["p_value"].notna().any()
                                else np.nan),
-        "sign_p": sign_p, "wilcoxon_p": wilcoxon_p,
-        "tests_note": tests_note, "verdict": decision["verdict"],
+        "sign_p": decision["sign_p"], "wilcoxon_p": decision["p"],
+        "tests_note": too_few_rounds("sign_test", len(deltas)) or "", "verdict": decision["verdict"],
         "resampled": (", ".join(dict.fromkeys(per_round["resampled"])) if "resampled" in per_round else ""),
     }
 

@@ -308,11 +308,8 @@ def claim_for_book(config: RunConfig, force: bool = False) -> tuple[bool, bool]:
     the fingerprint, configuration, code and data.
     """
     run_dir = config.run_dir
-    data = provenance.data_identity(config)
-    key = provenance.fingerprint(config, data=data)
-    summary = _read_json(run_dir / "summary.json")
-    stamp = _read_json(run_dir / STAMP)
-    if not force and summary and stamp.get("fingerprint") == key and _recorded_fingerprint(summary, data) == key:
+    data, key, summary, stamp, finished = _folder_state(config)
+    if not force and finished:
         return True, False
     files = [p for p in run_files(run_dir) if p.name != STAMP]
     resume = (not force and not summary and stamp.get("fingerprint") == key
@@ -330,11 +327,18 @@ def claim_for_book(config: RunConfig, force: bool = False) -> tuple[bool, bool]:
 def finished_here(config: RunConfig) -> bool:
     """Whether ``config``'s folder holds this exact run, finished (the book's reuse test, without
     its side effects: nothing is cleared or stamped)."""
+    return _folder_state(config)[-1]
+
+
+def _folder_state(config: RunConfig) -> tuple[dict, str, dict, dict, bool]:
+    """``(data identity, fingerprint, summary, stamp, finished)`` of ``config``'s folder. Finished:
+    ``summary.json`` exists, the stamp holds this fingerprint, and the summary records this run."""
     data = provenance.data_identity(config)
     key = provenance.fingerprint(config, data=data)
     summary = _read_json(config.run_dir / "summary.json")
     stamp = _read_json(config.run_dir / STAMP)
-    return bool(summary) and stamp.get("fingerprint") == key and _recorded_fingerprint(summary, data) == key
+    finished = bool(summary) and stamp.get("fingerprint") == key and _recorded_fingerprint(summary, data) == key
+    return data, key, summary, stamp, finished
 
 
 @contextlib.contextmanager
